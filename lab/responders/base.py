@@ -1,0 +1,231 @@
+"""What a responder kind is, and the registry that maps ``kind`` to it.
+
+A kind is one small module in ``lab/responders/`` holding a ``@register``-ed
+class. The lab's single responder process creates every device's sockets with
+``bind()`` while its thread sits inside that device's namespace, then returns
+to its own namespace and calls ``start()`` for all of them on one asyncio
+loop. So ``bind()`` must only create/bind/listen/join: nothing that needs the
+loop, and no name lookups that would go out on the lab network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import pkgutil
+import socket
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from lab.scenario import ServiceSpec
+
+log = logging.getLogger("lab.responders")
+
+DEVICE_IFACE = "eth0"  # every device namespace has exactly this interface
+
+OptionType = type | tuple[type, ...]
+
+
+class OptionError(Exception):
+    """A bad service option; ``field`` is the key under the service table."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class Responder(ABC):
+    kind: ClassVar[str]
+    transport: ClassVar[str] = "tcp"  # "tcp" or "udp": ports are unique per transport
+    # Allowed options (keys of the service table other than kind/port) and their types.
+    options: ClassVar[Mapping[str, OptionType]] = {}
+    required: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, device: str, service: ServiceSpec) -> None:
+        self.device = device
+        self.service = service
+        self.port = service.port
+        self.opts: Mapping[str, Any] = service.options
+        self.sockets: list[socket.socket] = []
+
+    @classmethod
+    def check(cls, options: Mapping[str, Any]) -> None:
+        """Validate the service's options; raise OptionError naming the key."""
+        for key, value in options.items():
+            if key not in cls.options:
+                allowed = ", ".join(sorted(cls.options)) or "none"
+                raise OptionError(key, f"unknown option for kind {cls.kind!r} (allowed: {allowed})")
+            check_type(key, value, cls.options[key])
+        for key in sorted(cls.required - set(options)):
+            raise OptionError(key, f"required for kind {cls.kind!r}")
+
+    @abstractmethod
+    def bind(self) -> None:
+        """Create and bind sockets; called with this thread in the device netns."""
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Start serving on the running loop (back in the responder's netns)."""
+
+    async def stop(self) -> None:
+        for sock in self.sockets:
+            sock.close()
+
+    def __repr__(self) -> str:
+        return f"<{self.kind} {self.device} {self.transport}/{self.port}>"
+
+
+def check_type(field: str, value: Any, want: OptionType) -> None:
+    wants = want if isinstance(want, tuple) else (want,)
+    if isinstance(value, bool) and bool not in wants:  # TOML true is not a number
+        ok = False
+    else:
+        ok = isinstance(value, wants)
+    if not ok:
+        names = " or ".join("table" if w is dict else w.__name__ for w in wants)
+        raise OptionError(field, f"must be {names}, not {type(value).__name__}")
+
+
+def tcp_listener(port: int, backlog: int = 128) -> socket.socket:
+    """A listening TCP socket on every address of the current netns.
+
+    The wildcard address keeps the service reachable after set_device_ip.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("0.0.0.0", port))
+    sock.listen(backlog)
+    sock.setblocking(False)
+    return sock
+
+
+def udp_socket(port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("0.0.0.0", port))
+    sock.setblocking(False)
+    return sock
+
+
+def join_group(sock: socket.socket, group: str, iface: str = DEVICE_IFACE) -> None:
+    """Join a multicast group on the device interface (by index: no routes needed)."""
+    mreqn = socket.inet_aton(group) + socket.inet_aton("0.0.0.0")
+    mreqn += socket.if_nametoindex(iface).to_bytes(4, "little")
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
+
+
+class StreamResponder(Responder):
+    """A TCP service: subclasses write ``handle``; one connection per call."""
+
+    transport = "tcp"
+    read_limit: ClassVar[int] = 64 * 1024  # StreamReader buffer cap
+
+    def __init__(self, device: str, service: ServiceSpec) -> None:
+        super().__init__(device, service)
+        self._server: asyncio.Server | None = None
+
+    def bind(self) -> None:
+        self.sockets.append(tcp_listener(self.port))
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(
+            self._guarded, sock=self.sockets[0], limit=self.read_limit
+        )
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        await super().stop()
+
+    async def _guarded(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await self.handle(reader, writer)
+        except (ConnectionError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+            pass
+        except Exception:
+            log.exception("%r: handler failed", self)
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    @abstractmethod
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Serve one connection; the caller closes it and swallows I/O errors."""
+
+
+class DatagramResponder(Responder):
+    """A UDP service: subclasses write ``reply``; None means stay silent."""
+
+    transport = "udp"
+
+    def __init__(self, device: str, service: ServiceSpec) -> None:
+        super().__init__(device, service)
+        self._transport: asyncio.DatagramTransport | None = None
+
+    def bind(self) -> None:
+        self.sockets.append(udp_socket(self.port))
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._transport, _ = await loop.create_datagram_endpoint(
+            lambda: _DatagramProtocol(self), sock=self.sockets[0]
+        )
+
+    async def stop(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+        await super().stop()
+
+    @abstractmethod
+    def reply(self, data: bytes, addr: tuple[str, int]) -> bytes | None:
+        """The answer to one datagram from ``addr``."""
+
+
+class _DatagramProtocol(asyncio.DatagramProtocol):
+    def __init__(self, responder: DatagramResponder) -> None:
+        self.responder = responder
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.DatagramTransport)
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            answer = self.responder.reply(data, addr)
+        except Exception:
+            log.exception("%r: reply failed", self.responder)
+            return
+        if answer is not None and self.transport is not None:
+            self.transport.sendto(answer, addr)
+
+
+_REGISTRY: dict[str, type[Responder]] = {}
+_discovered = False
+
+
+def register(cls: type[Responder]) -> type[Responder]:
+    """Class decorator: make ``cls.kind`` usable in scenario files."""
+    other = _REGISTRY.get(cls.kind)
+    if other is not None and other is not cls:
+        raise ValueError(f"responder kind {cls.kind!r} registered twice ({other}, {cls})")
+    _REGISTRY[cls.kind] = cls
+    return cls
+
+
+def registry() -> dict[str, type[Responder]]:
+    """Every kind, importing each module of this package once (no list to edit)."""
+    global _discovered
+    if not _discovered:
+        import lab.responders as pkg
+
+        for mod in pkgutil.iter_modules(pkg.__path__):
+            if mod.name != "base" and not mod.name.startswith("_"):
+                importlib.import_module(f"{pkg.__name__}.{mod.name}")
+        _discovered = True
+    return dict(_REGISTRY)

@@ -1,0 +1,285 @@
+"""Configuration: one TOML file, validated key by key, overridden by flags.
+
+Every error names the file, the key and what is wrong, because the person
+reading it is editing `/etc/scanner/scanner.toml` over SSH at 2 a.m.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+import tomllib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from typing import Any
+
+from scanner.errors import ConfigError, ScopeError
+
+DEFAULT_CONFIG = Path("/etc/scanner/scanner.toml")
+DEFAULT_DB = Path("/var/lib/scanner/scanner.db")
+
+_IFNAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")  # IFNAMSIZ is 16 with the NUL
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Where the scanner may send packets; nothing outside it is ever probed."""
+
+    interfaces: tuple[str, ...] = ()
+    cidrs: tuple[IPv4Network, ...] = ()
+    exclude: tuple[IPv4Network, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not self.interfaces or not self.cidrs
+
+    def contains(self, ip: str | IPv4Address) -> bool:
+        try:
+            addr = IPv4Address(ip)
+        except ValueError:
+            return False
+        return any(addr in n for n in self.cidrs) and not any(addr in n for n in self.exclude)
+
+    def targets(self) -> Iterator[IPv4Address]:
+        """Every probe-able host address in scope, each once, in order."""
+        seen: set[IPv4Address] = set()
+        for net in self.cidrs:
+            hosts = net.hosts() if net.prefixlen < 31 else iter(net)
+            for addr in hosts:
+                if addr not in seen and not any(addr in n for n in self.exclude):
+                    seen.add(addr)
+                    yield addr
+
+    def size(self) -> int:
+        return sum(1 for _ in self.targets())
+
+
+@dataclass(frozen=True, slots=True)
+class ScanSettings:
+    rate: int = 1000  # packets per second, whole scan
+    per_host_packets: int = 40  # budget per target per scan
+    arp_timeout: float = 1.0  # seconds to wait for replies after the last request
+    arp_retries: int = 1  # extra rounds for addresses that stayed silent
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: Path | None = None
+    scope: Scope = field(default_factory=Scope)
+    db: Path = DEFAULT_DB
+    home_country: str = "GB"
+    scan: ScanSettings = field(default_factory=ScanSettings)
+
+    def require_scope(self) -> Scope:
+        """The scope, or a refusal: no scope means no scan, never "scan everything"."""
+        missing = [
+            name
+            for name, value in (
+                ("interfaces", self.scope.interfaces),
+                ("cidrs", self.scope.cidrs),
+            )
+            if not value
+        ]
+        if missing:
+            raise ScopeError(
+                "refusing to scan: no scope "
+                f"({' and '.join(missing)} missing); give [scope] in the config "
+                "or --interface and --cidr"
+            )
+        return self.scope
+
+
+# ---------------------------------------------------------------- validation
+
+_Check = Callable[[str, Any], Any]
+
+
+def _str(key: str, v: Any) -> str:
+    if not isinstance(v, str) or not v:
+        raise ValueError("must be a non-empty string")
+    return v
+
+
+def _pos_int(maximum: int) -> _Check:
+    def check(key: str, v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= maximum:
+            raise ValueError(f"must be a whole number from 1 to {maximum}")
+        return v
+
+    return check
+
+
+def _nonneg_int(maximum: int) -> _Check:
+    def check(key: str, v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= maximum:
+            raise ValueError(f"must be a whole number from 0 to {maximum}")
+        return v
+
+    return check
+
+
+def _seconds(key: str, v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v <= 600:
+        raise ValueError("must be a number of seconds above 0 and at most 600")
+    return float(v)
+
+
+def _country(key: str, v: Any) -> str:
+    if not isinstance(v, str) or not _COUNTRY.match(v):
+        raise ValueError("must be an ISO 3166 alpha-2 code such as 'GB'")
+    return v
+
+
+def _path(key: str, v: Any) -> Path:
+    return Path(_str(key, v))
+
+
+def parse_interface(v: Any) -> str:
+    if not isinstance(v, str) or not _IFNAME.match(v):
+        raise ValueError(f"{v!r} is not an interface name")
+    return v
+
+
+def parse_cidr(v: Any) -> IPv4Network:
+    if not isinstance(v, str):
+        raise ValueError(f"{v!r} is not a CIDR string")
+    try:
+        net = ipaddress.ip_network(v, strict=False)
+    except ValueError:
+        raise ValueError(f"{v!r} is not a valid CIDR") from None
+    if net.version != 4:
+        raise ValueError(f"{v!r}: only IPv4 scopes are supported")
+    if "/" in v and IPv4Address(v.split("/")[0]) != net.network_address:
+        raise ValueError(f"{v!r} has host bits set; did you mean {net}?")
+    if net.prefixlen < 16:
+        raise ValueError(f"{v!r} is wider than /16; split it into smaller scopes")
+    if net.is_loopback or net.is_multicast or net.is_unspecified:
+        raise ValueError(f"{v!r} is not a network with hosts to scan")
+    assert isinstance(net, IPv4Network)
+    return net
+
+
+def _list_of(item: Callable[[Any], Any]) -> _Check:
+    def check(key: str, v: Any) -> tuple[Any, ...]:
+        if not isinstance(v, list):
+            raise ValueError("must be a list")
+        out = []
+        for i, element in enumerate(v):
+            try:
+                out.append(item(element))
+            except ValueError as exc:
+                raise ValueError(f"[{i}] {exc}") from None
+        return tuple(out)
+
+    return check
+
+
+# section -> key -> check; the example config documents every key listed here
+SCHEMA: dict[str, dict[str, _Check]] = {
+    "scope": {
+        "interfaces": _list_of(parse_interface),
+        "cidrs": _list_of(parse_cidr),
+        "exclude": _list_of(parse_cidr),
+    },
+    "scan": {
+        "rate": _pos_int(1000),
+        "per_host_packets": _pos_int(40),
+        "arp_timeout": _seconds,
+        "arp_retries": _nonneg_int(5),
+    },
+    "store": {"db": _path},
+    "policy": {"home_country": _country},
+}
+
+
+def _suggest(word: str, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _validate(raw: Mapping[str, Any], where: str) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for section, body in raw.items():
+        if section not in SCHEMA:
+            raise ConfigError(
+                f"{where}: unknown section [{section}]{_suggest(section, list(SCHEMA))}"
+            )
+        if not isinstance(body, dict):
+            raise ConfigError(f"{where}: [{section}] must be a table")
+        for key, value in body.items():
+            checks = SCHEMA[section]
+            if key not in checks:
+                raise ConfigError(
+                    f"{where}: unknown key {section}.{key}{_suggest(key, list(checks))}"
+                )
+            try:
+                out.setdefault(section, {})[key] = checks[key](key, value)
+            except ValueError as exc:
+                raise ConfigError(f"{where}: {section}.{key}: {exc}") from None
+    return out
+
+
+def parse_config(text: str, where: str = "<config>") -> Config:
+    """Pure: TOML text to a validated Config."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: not valid TOML: {exc}") from None
+    v = _validate(raw, where)
+    scope = v.get("scope", {})
+    cfg = Config(
+        scope=Scope(
+            interfaces=scope.get("interfaces", ()),
+            cidrs=scope.get("cidrs", ()),
+            exclude=scope.get("exclude", ()),
+        ),
+        db=v.get("store", {}).get("db", DEFAULT_DB),
+        home_country=v.get("policy", {}).get("home_country", "GB"),
+        scan=ScanSettings(**v.get("scan", {})),
+    )
+    return cfg
+
+
+def load_config(path: Path | None) -> Config:
+    """Read the config file; an absent default file means built-in defaults.
+
+    An explicitly named file that cannot be read is an error: silently falling
+    back to defaults would scan with a scope the operator did not write.
+    """
+    explicit = path is not None
+    target = path or DEFAULT_CONFIG
+    try:
+        text = target.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError(f"{target}: no such config file") from None
+        return Config()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{target}: cannot read config: {exc}") from None
+    return replace(parse_config(text, str(target)), path=target)
+
+
+def with_overrides(
+    cfg: Config,
+    *,
+    interfaces: Sequence[str] = (),
+    cidrs: Sequence[str] = (),
+    db: Path | None = None,
+) -> Config:
+    """Apply command-line flags; each given flag replaces its config value."""
+    scope = cfg.scope
+    if interfaces:
+        try:
+            scope = replace(scope, interfaces=tuple(parse_interface(i) for i in interfaces))
+        except ValueError as exc:
+            raise ScopeError(f"--interface: {exc}") from None
+    if cidrs:
+        try:
+            scope = replace(scope, cidrs=tuple(parse_cidr(c) for c in cidrs))
+        except ValueError as exc:
+            raise ScopeError(f"--cidr: {exc}") from None
+    return replace(cfg, scope=scope, db=db or cfg.db)

@@ -1,0 +1,106 @@
+"""Plain records passed between discovery, matching, policy, store and report.
+
+Discovery produces Observations; nothing from scapy, zeep or zeroconf travels
+past the module that imported the library.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(ts: datetime) -> str:
+    """ISO-8601 UTC text, second precision: sorts and facets well in SQLite."""
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Source(StrEnum):
+    """Who saw a device; the report's `sources` uses these names."""
+
+    ARP = "arp"
+    WSD = "wsd"
+    ONVIF = "onvif"
+    MDNS = "mdns"
+    SSDP = "ssdp"
+    SADP = "sadp"
+    DHIP = "dhip"
+    XMEYE = "xmeye"
+    HTTP = "http"
+    TLS = "tls"
+    RTSP = "rtsp"
+
+
+class Verdict(StrEnum):
+    FLAGGED = "flagged"
+    NON_HOME = "non-home-origin"
+    HOME = "home-origin"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One thing one source saw about one address in one scan."""
+
+    source: Source
+    ip: str
+    seen_at: datetime
+    mac: str | None = None  # normalised aa:bb:cc:dd:ee:ff
+    attrs: Mapping[str, str] = field(default_factory=dict)
+    error: str | None = None  # a reply we could not read: kept, not raised
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    source: str
+    field: str
+    value: str
+    rule: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Identification:
+    """Who made a device, as far as the evidence goes."""
+
+    vendor: str | None = None  # brand on the box
+    maker: str | None = None  # real manufacturer (differs for OEM relabels)
+    model: str | None = None
+    firmware: str | None = None
+    serial: str | None = None
+    origin_country: str | None = None
+    registrant: str | None = None  # IEEE registrant of the MAC's prefix
+    registrant_country: str | None = None
+    confidence: str = "none"  # none | weak | strong
+    randomised_mac: bool = False
+    evidence: tuple[Evidence, ...] = ()
+    conflicts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    """A policy verdict with the reasons behind it."""
+
+    verdict: Verdict
+    flagged: bool
+    reasons: tuple[str, ...] = ()
+    accepted_risk: bool = False
+
+
+@dataclass(slots=True)
+class Device:
+    """A physical device as merged from one scan's observations."""
+
+    key: str  # "mac:…", "serial:…", "uuid:…" or "ip:…": identity order of the merge
+    ip: str
+    mac: str | None
+    observations: list[Observation] = field(default_factory=list)
+
+    @property
+    def sources(self) -> list[str]:
+        return sorted({str(o.source) for o in self.observations})

@@ -1,0 +1,355 @@
+"""The one module that speaks SQL.
+
+SQLite in WAL mode through sqlite-utils; the schema grows by versioned
+migrations. A scan's writes go in one transaction, so a crash (or SIGKILL)
+mid-write leaves the previous complete state and nothing half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database, Migrations
+
+from scanner.errors import StoreError
+from scanner.model import Assessment, Identification, Observation, iso
+
+migrations = Migrations("scanner")
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    """The foundation schema: scans, devices with IP history, evidence, outbox."""
+    db.execute(
+        """CREATE TABLE scans (
+            id INTEGER PRIMARY KEY,
+            started_at TEXT NOT NULL,
+            finished_at TEXT NOT NULL,
+            status TEXT NOT NULL,
+            interfaces TEXT NOT NULL,
+            cidrs TEXT NOT NULL,
+            devices_seen INTEGER NOT NULL,
+            observations INTEGER NOT NULL,
+            scanner_version TEXT NOT NULL
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE devices (
+            id TEXT PRIMARY KEY,
+            mac TEXT,
+            ip TEXT,
+            first_seen TEXT NOT NULL,
+            last_seen TEXT NOT NULL,
+            last_scan_id INTEGER REFERENCES scans(id),
+            vendor TEXT, maker TEXT, model TEXT, firmware TEXT, serial TEXT,
+            origin_country TEXT,
+            registrant TEXT,
+            registrant_country TEXT,
+            confidence TEXT,
+            randomised_mac INTEGER NOT NULL DEFAULT 0,
+            verdict TEXT NOT NULL,
+            flagged INTEGER NOT NULL DEFAULT 0,
+            accepted_risk INTEGER NOT NULL DEFAULT 0,
+            reasons TEXT NOT NULL DEFAULT '[]',
+            evidence TEXT NOT NULL DEFAULT '[]',
+            sources TEXT NOT NULL DEFAULT '[]'
+        )"""
+    )
+    db.execute("CREATE UNIQUE INDEX devices_mac ON devices(mac) WHERE mac IS NOT NULL")
+    db.execute(
+        """CREATE TABLE device_ips (
+            device_id TEXT NOT NULL REFERENCES devices(id),
+            ip TEXT NOT NULL,
+            first_seen TEXT NOT NULL,
+            last_seen TEXT NOT NULL,
+            PRIMARY KEY (device_id, ip)
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE observations (
+            id INTEGER PRIMARY KEY,
+            scan_id INTEGER NOT NULL REFERENCES scans(id),
+            device_id TEXT REFERENCES devices(id),
+            source TEXT NOT NULL,
+            ip TEXT NOT NULL,
+            mac TEXT,
+            seen_at TEXT NOT NULL,
+            attrs TEXT NOT NULL DEFAULT '{}',
+            error TEXT
+        )"""
+    )
+    db.execute("CREATE INDEX observations_scan ON observations(scan_id)")
+    db.execute("CREATE INDEX observations_device ON observations(device_id)")
+    db.execute(
+        """CREATE TABLE findings (
+            id INTEGER PRIMARY KEY,
+            key TEXT NOT NULL UNIQUE,
+            device_id TEXT REFERENCES devices(id),
+            kind TEXT NOT NULL,
+            first_seen TEXT NOT NULL,
+            last_seen TEXT NOT NULL,
+            scan_id INTEGER REFERENCES scans(id),
+            detail TEXT NOT NULL DEFAULT '{}'
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE connections (
+            id INTEGER PRIMARY KEY,
+            device_mac TEXT,
+            device_ip TEXT NOT NULL,
+            dst_ip TEXT NOT NULL,
+            dst_port INTEGER,
+            proto TEXT NOT NULL,
+            dst_name TEXT,
+            dst_country TEXT,
+            class TEXT NOT NULL,
+            vendor TEXT,
+            first_seen TEXT NOT NULL,
+            last_seen TEXT NOT NULL,
+            packets INTEGER NOT NULL DEFAULT 0,
+            bytes INTEGER NOT NULL DEFAULT 0,
+            UNIQUE (device_ip, dst_ip, dst_port, proto)
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE alerts (
+            id INTEGER PRIMARY KEY,
+            finding_id INTEGER REFERENCES findings(id),
+            created_at TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            body TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT,
+            sent_at TEXT,
+            last_error TEXT
+        )"""
+    )
+
+
+@dataclass(slots=True)
+class DeviceRecord:
+    """One merged device of a scan, with what matching and policy made of it."""
+
+    key: str
+    ip: str
+    mac: str | None
+    identification: Identification
+    assessment: Assessment
+    sources: Sequence[str]
+    observations: Sequence[Observation] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class ScanRecord:
+    started_at: str
+    finished_at: str
+    interfaces: Sequence[str]
+    cidrs: Sequence[str]
+    devices: Sequence[DeviceRecord]
+    scanner_version: str
+    # observations that could not be tied to any device (errors, out-of-band)
+    stray: Sequence[Observation] = field(default_factory=list)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+class Store:
+    """An open scanner database."""
+
+    def __init__(self, db: Database, path: Path) -> None:
+        self.db = db
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path, *, create: bool = True) -> Store:
+        """Open (and migrate) the database; errors become one clear StoreError line."""
+        if not create and not path.exists():
+            raise StoreError(f"{path}: no database here (run `scanner scan --once` first)")
+        if path.is_dir():
+            raise StoreError(f"{path}: is a directory, not a database file")
+        try:
+            if create:
+                path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+            conn = sqlite3.connect(str(path), timeout=30)
+            db = Database(conn)
+            db.execute("PRAGMA foreign_keys = ON")
+            db.execute("PRAGMA busy_timeout = 30000")
+            if db.journal_mode != "wal":
+                db.enable_wal()
+            db.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL is crash-safe
+            migrations.apply(db)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"{path}: cannot open database: {exc}") from None
+        return cls(db, path)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[None]:
+        try:
+            with self.db.atomic():
+                yield
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: write failed, nothing was saved: {exc}") from None
+
+    # ------------------------------------------------------------------ writes
+
+    def record_scan(self, scan: ScanRecord) -> int:
+        """Write one complete scan in one transaction; returns the scan id."""
+        with self._tx():
+            cur = self.db.execute(
+                """INSERT INTO scans (started_at, finished_at, status, interfaces, cidrs,
+                       devices_seen, observations, scanner_version)
+                   VALUES (?, ?, 'complete', ?, ?, ?, ?, ?)""",
+                [
+                    scan.started_at,
+                    scan.finished_at,
+                    _dumps(list(scan.interfaces)),
+                    _dumps(list(scan.cidrs)),
+                    len(scan.devices),
+                    sum(len(d.observations) for d in scan.devices) + len(scan.stray),
+                    scan.scanner_version,
+                ],
+            )
+            scan_id = int(cur.lastrowid or 0)
+            for dev in scan.devices:
+                self._upsert_device(scan_id, scan.finished_at, dev)
+            self._insert_observations(scan_id, None, scan.stray)
+        return scan_id
+
+    def _upsert_device(self, scan_id: int, now: str, dev: DeviceRecord) -> None:
+        ident, verdict = dev.identification, dev.assessment
+        self.db.execute(
+            """INSERT INTO devices (id, mac, ip, first_seen, last_seen, last_scan_id,
+                   vendor, maker, model, firmware, serial, origin_country, registrant,
+                   registrant_country, confidence,
+                   randomised_mac, verdict, flagged, accepted_risk, reasons, evidence, sources)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT(id) DO UPDATE SET
+                   mac = excluded.mac, ip = excluded.ip, last_seen = excluded.last_seen,
+                   last_scan_id = excluded.last_scan_id,
+                   vendor = excluded.vendor, maker = excluded.maker, model = excluded.model,
+                   firmware = excluded.firmware, serial = excluded.serial,
+                   origin_country = excluded.origin_country,
+                   registrant = excluded.registrant,
+                   registrant_country = excluded.registrant_country,
+                   confidence = excluded.confidence, randomised_mac = excluded.randomised_mac,
+                   verdict = excluded.verdict, flagged = excluded.flagged,
+                   accepted_risk = excluded.accepted_risk, reasons = excluded.reasons,
+                   evidence = excluded.evidence, sources = excluded.sources""",
+            [
+                dev.key,
+                dev.mac,
+                dev.ip,
+                now,
+                now,
+                scan_id,
+                ident.vendor,
+                ident.maker,
+                ident.model,
+                ident.firmware,
+                ident.serial,
+                ident.origin_country,
+                ident.registrant,
+                ident.registrant_country,
+                ident.confidence,
+                int(ident.randomised_mac),
+                str(verdict.verdict),
+                int(verdict.flagged),
+                int(verdict.accepted_risk),
+                _dumps(list(verdict.reasons)),
+                _dumps(
+                    [
+                        {"source": e.source, "field": e.field, "value": e.value, "rule": e.rule}
+                        for e in ident.evidence
+                    ]
+                ),
+                _dumps(sorted(dev.sources)),
+            ],
+        )
+        self.db.execute(
+            """INSERT INTO device_ips (device_id, ip, first_seen, last_seen) VALUES (?, ?, ?, ?)
+               ON CONFLICT(device_id, ip) DO UPDATE SET last_seen = excluded.last_seen""",
+            [dev.key, dev.ip, now, now],
+        )
+        self._insert_observations(scan_id, dev.key, dev.observations)
+
+    def _insert_observations(
+        self, scan_id: int, device_id: str | None, observations: Sequence[Observation]
+    ) -> None:
+        self.db.conn.executemany(
+            """INSERT INTO observations (scan_id, device_id, source, ip, mac, seen_at, attrs, error)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+            [
+                (
+                    scan_id,
+                    device_id,
+                    str(o.source),
+                    o.ip,
+                    o.mac,
+                    iso(o.seen_at),
+                    _dumps(dict(o.attrs)),
+                    o.error,
+                )
+                for o in observations
+            ],
+        )
+
+    # ------------------------------------------------------------------- reads
+
+    def scans(self) -> list[dict[str, Any]]:
+        rows = self.db.query("SELECT * FROM scans ORDER BY id")
+        out = []
+        for r in rows:
+            r["interfaces"] = json.loads(r["interfaces"])
+            r["cidrs"] = json.loads(r["cidrs"])
+            out.append(r)
+        return out
+
+    def devices(self) -> list[dict[str, Any]]:
+        out = []
+        for r in self.db.query("SELECT * FROM devices ORDER BY ip, id"):
+            for key in ("reasons", "evidence", "sources"):
+                r[key] = json.loads(r[key])
+            for key in ("flagged", "randomised_mac", "accepted_risk"):
+                r[key] = bool(r[key])
+            r["ip_history"] = list(
+                self.db.query(
+                    "SELECT ip, first_seen, last_seen FROM device_ips WHERE device_id = ? "
+                    "ORDER BY first_seen, ip",
+                    [r["id"]],
+                )
+            )
+            out.append(r)
+        return out
+
+    def connections(self) -> list[dict[str, Any]]:
+        return list(self.db.query("SELECT * FROM connections ORDER BY device_ip, dst_ip"))
+
+    def observations(self, scan_id: int | None = None) -> list[dict[str, Any]]:
+        sql, params = "SELECT * FROM observations", []
+        if scan_id is not None:
+            sql, params = sql + " WHERE scan_id = ?", [scan_id]
+        rows = list(self.db.query(sql + " ORDER BY id", params))
+        for r in rows:
+            r["attrs"] = json.loads(r["attrs"])
+        return rows
+
+    def integrity_ok(self) -> bool:
+        return [tuple(r.values()) for r in self.db.query("PRAGMA integrity_check")] == [("ok",)]
