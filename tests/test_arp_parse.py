@@ -11,10 +11,7 @@ from scanner.discovery.arp import build_request, parse_reply
 
 # Ethernet + ARP reply: 192.0.2.10 is-at 44:19:b6:00:00:02 (built by hand from RFC 826)
 REPLY = bytes.fromhex(
-    "020000000001" "4419b6000002" "0806"
-    "0001" "0800" "06" "04" "0002"
-    "4419b6000002" "c000020a"
-    "020000000001" "c0000201"
+    "0200000000014419b6000002080600010800060400024419b6000002c000020a020000000001c0000201"
 )
 
 

@@ -51,9 +51,9 @@ def test_bad_cidr_names_the_key_and_the_value(cidr: str, why: str) -> None:
 
 
 def test_bad_values_are_refused() -> None:
-    with pytest.raises(ConfigError, match="scan.rate: must be a whole number from 1 to 1000"):
+    with pytest.raises(ConfigError, match=r"scan\.rate: must be a whole number from 1 to 1000"):
         parse_config("[scan]\nrate = 5000\n", "x.toml")
-    with pytest.raises(ConfigError, match="policy.home_country"):
+    with pytest.raises(ConfigError, match=r"policy\.home_country"):
         parse_config('[policy]\nhome_country = "UK "\n', "x.toml")
     with pytest.raises(ConfigError, match="not valid TOML"):
         parse_config("[scope\n", "x.toml")
@@ -70,7 +70,7 @@ def test_flags_override_the_file_and_need_no_file(tmp_path: Path) -> None:
     cfg = with_overrides(Config(), interfaces=["lab0"], cidrs=["192.0.2.0/28"], db=tmp_path / "d")
     assert cfg.require_scope().cidrs == (IPv4Network("192.0.2.0/28"),)
     assert cfg.db == tmp_path / "d"
-    with pytest.raises(ScopeError, match="--cidr: '300.1.1.0/24' is not a valid CIDR"):
+    with pytest.raises(ScopeError, match=r"--cidr: '300\.1\.1\.0/24' is not a valid CIDR"):
         with_overrides(Config(), cidrs=["300.1.1.0/24"])
 
 

@@ -32,7 +32,7 @@ def test_prama_hikvision_india_is_still_hikvision() -> None:
 
 
 def test_axis_is_non_home_and_never_flagged() -> None:
-    ident, verdict, reasons = _judge("00:40:8c:00:00:01")
+    ident, verdict, _ = _judge("00:40:8c:00:00:01")
     assert ident.maker == "Axis Communications" and ident.origin_country == "SE"
     assert verdict is Verdict.NON_HOME
     assert _judge("00:40:8c:00:00:01", home="SE")[1] is Verdict.HOME

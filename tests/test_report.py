@@ -18,13 +18,28 @@ HOSTILE = "=cmd|' /C calc'!A0 \x1b[31mRED\x1b[0m <script>alert(1)</script> [bold
 
 def _device(**over: Any) -> dict[str, Any]:
     d: dict[str, Any] = {
-        "ip": "192.0.2.10", "mac": "44:19:b6:00:00:02", "vendor": "Hikvision",
-        "maker": "Hikvision", "model": None, "firmware": None, "serial": None,
-        "origin_country": "CN", "verdict": "flagged", "flagged": True, "accepted_risk": False,
-        "reasons": ["maker Hikvision is named in US NDAA"], "sources": ["arp"],
-        "evidence": [{"source": "arp", "field": "mac_oui", "value": "44:19:b6 …", "rule": "ieee:MA-L"}],
-        "registrant": "Hangzhou Hikvision Digital Technology Co.,Ltd.", "registrant_country": "CN",
-        "randomised_mac": False, "ip_history": [], "first_seen": "t", "last_seen": "t",
+        "ip": "192.0.2.10",
+        "mac": "44:19:b6:00:00:02",
+        "vendor": "Hikvision",
+        "maker": "Hikvision",
+        "model": None,
+        "firmware": None,
+        "serial": None,
+        "origin_country": "CN",
+        "verdict": "flagged",
+        "flagged": True,
+        "accepted_risk": False,
+        "reasons": ["maker Hikvision is named in US NDAA"],
+        "sources": ["arp"],
+        "evidence": [
+            {"source": "arp", "field": "mac_oui", "value": "44:19:b6 …", "rule": "ieee:MA-L"}
+        ],
+        "registrant": "Hangzhou Hikvision Digital Technology Co.,Ltd.",
+        "registrant_country": "CN",
+        "randomised_mac": False,
+        "ip_history": [],
+        "first_seen": "t",
+        "last_seen": "t",
     }
     d.update(over)
     return d
@@ -38,8 +53,12 @@ def test_json_report_matches_its_schema_and_keeps_null_keys() -> None:
 
 
 def test_verdict_filter_keeps_only_those_devices() -> None:
-    doc = build_report([], [_device(), _device(ip="192.0.2.11", verdict="home-origin")], [],
-                       verdicts=["home-origin"])
+    doc = build_report(
+        [],
+        [_device(), _device(ip="192.0.2.11", verdict="home-origin")],
+        [],
+        verdicts=["home-origin"],
+    )
     assert [d["ip"] for d in doc["devices"]] == ["192.0.2.11"]
 
 

@@ -21,8 +21,16 @@ def test_a_new_database_is_wal_and_migrated(tmp_path: Path) -> None:
     with Store.open(tmp_path / "s.db") as store:
         assert store.db.journal_mode == "wal"
         names = set(store.db.table_names())
-        assert {"scans", "devices", "device_ips", "observations", "findings",
-                "connections", "alerts", "_sqlite_migrations"} <= names
+        assert {
+            "scans",
+            "devices",
+            "device_ips",
+            "observations",
+            "findings",
+            "connections",
+            "alerts",
+            "_sqlite_migrations",
+        } <= names
     with Store.open(tmp_path / "s.db") as again:  # re-applying migrations is a no-op
         assert len(list(again.db.query("SELECT * FROM _sqlite_migrations"))) == 1
 
