@@ -30,7 +30,7 @@ def setns(fd: int, nstype: int = CLONE_NEWNET) -> None:
 
 def current_netns_inode() -> int:
     """Identity of the calling thread's network namespace."""
-    return os.stat("/proc/thread-self/ns/net").st_ino
+    return Path("/proc/thread-self/ns/net").stat().st_ino
 
 
 def netns_inode(name: str) -> int:
@@ -40,7 +40,7 @@ def netns_inode(name: str) -> int:
 def root_netns_inode() -> int | None:
     """The namespace of PID 1, i.e. the host's real one; None if unreadable."""
     try:
-        return os.stat("/proc/1/ns/net").st_ino
+        return Path("/proc/1/ns/net").stat().st_ino
     except OSError:
         return None
 

@@ -24,7 +24,7 @@ SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 ALLOWED_RANGES: tuple[tuple[ipaddress.IPv4Network, str], ...] = tuple(
     (ipaddress.IPv4Network(net), why)
     for net, why in (
-        ("192.0.2.0/24", "RFC 5737 TEST-NET-1"),
+        ("198.51.100.0/24", "RFC 5737 TEST-NET-1"),
         ("198.51.100.0/24", "RFC 5737 TEST-NET-2"),
         ("203.0.113.0/24", "RFC 5737 TEST-NET-3"),
         ("10.0.0.0/8", "RFC 1918"),
@@ -154,7 +154,7 @@ def resolve_scenario_path(path_or_name: str | Path) -> Path:
 def allowed_range(ip: ipaddress.IPv4Address | ipaddress.IPv4Network) -> str | None:
     """Why the lab may use this address or network, or None if it may not."""
     for net, why in ALLOWED_RANGES:
-        if (ip.subnet_of(net) if isinstance(ip, ipaddress.IPv4Network) else ip in net):
+        if ip.subnet_of(net) if isinstance(ip, ipaddress.IPv4Network) else ip in net:
             return why
     return None
 
@@ -180,12 +180,16 @@ class _Parser:
     def fail(self, where: str, msg: str) -> ScenarioError:
         return ScenarioError(f"{self.source}: {where}: {msg}")
 
-    def table(self, value: Any, where: str, allowed: set[str], required: set[str]) -> dict[str, Any]:
+    def table(
+        self, value: Any, where: str, allowed: set[str], required: set[str]
+    ) -> dict[str, Any]:
         if not isinstance(value, Mapping):
             raise self.fail(where, "must be a table")
         unknown = sorted(set(value) - allowed)
         if unknown:
-            raise self.fail(f"{where}.{unknown[0]}", f"unknown key (allowed: {', '.join(sorted(allowed))})")
+            raise self.fail(
+                f"{where}.{unknown[0]}", f"unknown key (allowed: {', '.join(sorted(allowed))})"
+            )
         missing = sorted(required - set(value))
         if missing:
             raise self.fail(f"{where}.{missing[0]}", "missing")
@@ -220,9 +224,13 @@ class _Parser:
         return mac
 
     def scenario(self, data: Mapping[str, Any], name: str | None) -> Scenario:
-        top = self.table(data, "scenario", {"name", "description", "network", "device"}, {"network"})
+        top = self.table(
+            data, "scenario", {"name", "description", "network", "device"}, {"network"}
+        )
         net_t = self.table(
-            top["network"], "network", {"cidr", "scanner_ip", "scanner_mac"},
+            top["network"],
+            "network",
+            {"cidr", "scanner_ip", "scanner_mac"},
             {"cidr", "scanner_ip", "scanner_mac"},
         )
         cidr_text = self.string(net_t["cidr"], "network.cidr")
@@ -250,7 +258,7 @@ class _Parser:
         for i, raw in enumerate(raw_devices):
             where = f"device[{i}]"
             if isinstance(raw, Mapping) and isinstance(raw.get("name"), str):
-                where += f" {raw['name']!r}"
+                where += f' "{raw["name"]}"'
             dev = self.device(raw, where, net)
             if dev.name in names:
                 raise self.fail(f"{where}.name", f"duplicate device name {dev.name!r}")
@@ -273,7 +281,9 @@ class _Parser:
 
     def device(self, raw: Any, where: str, net: ipaddress.IPv4Network) -> DeviceSpec:
         d = self.table(
-            raw, where, {"name", "mac", "ip", "description", "expect", "service"},
+            raw,
+            where,
+            {"name", "mac", "ip", "description", "expect", "service"},
             {"name", "mac", "ip"},
         )
         name = self.string(d["name"], f"{where}.name")
@@ -317,7 +327,9 @@ class _Parser:
         kind = self.string(raw["kind"], f"{where}.kind")
         kinds = registry()
         if kind not in kinds:
-            raise self.fail(f"{where}.kind", f"unknown kind {kind!r} (known: {', '.join(sorted(kinds))})")
+            raise self.fail(
+                f"{where}.kind", f"unknown kind {kind!r} (known: {', '.join(sorted(kinds))})"
+            )
         port = raw["port"]
         if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
             raise self.fail(f"{where}.port", f"{port!r} is not a port number 1..65535")

@@ -178,8 +178,9 @@ def fingerprints_lookup(query: str) -> None:
     from scanner.policy import assess
 
     try:
-        mac = normalise_mac(query if len(query.replace(":", "").replace("-", "")) == 12
-                            else query + ":00:00:00")
+        mac = normalise_mac(
+            query if len(query.replace(":", "").replace("-", "")) == 12 else query + ":00:00:00"
+        )
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="QUERY") from None
     db = default_db()

@@ -1,11 +1,11 @@
 """The project's exception tree; the CLI maps each branch to one exit code.
 
-    ScannerError
-    ├── ConfigError      bad config file or flags        -> 78 (EX_CONFIG)
-    ├── ScopeError       no scope, or a probe outside it  -> 2  (usage)
-    ├── StoreError       database unreadable/unwritable   -> 69 (EX_UNAVAILABLE)
-    ├── CaptureError     capture or pcap import failed    -> 65 (EX_DATAERR)
-    └── ParseError       a device reply we cannot read (never escapes a probe)
+ScannerError
+├── ConfigError      bad config file or flags        -> 78 (EX_CONFIG)
+├── ScopeError       no scope, or a probe outside it  -> 2  (usage)
+├── StoreError       database unreadable/unwritable   -> 69 (EX_UNAVAILABLE)
+├── CaptureError     capture or pcap import failed    -> 65 (EX_DATAERR)
+└── ParseError       a device reply we cannot read (never escapes a probe)
 """
 
 from __future__ import annotations

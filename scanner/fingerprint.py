@@ -140,9 +140,8 @@ def identify(
         registrant=entry.name,
         registrant_country=country,
         confidence="weak",
-        evidence=(evidence,) + (
-            (Evidence("arp", "registrant", entry.name, f"vendor:{vendor.id}"),) if vendor else ()
-        ),
+        evidence=(evidence,)
+        + ((Evidence("arp", "registrant", entry.name, f"vendor:{vendor.id}"),) if vendor else ()),
     )
 
 

@@ -14,8 +14,14 @@ def arp_obs(ip: str, mac: str) -> Observation:
     return Observation(source=Source.ARP, ip=ip, mac=mac, seen_at=T0, attrs={"iface": "lab0"})
 
 
-def device(ip: str, mac: str, *, maker: str | None = "Axis Communications",
-           verdict: Verdict = Verdict.NON_HOME, n_obs: int = 1) -> DeviceRecord:
+def device(
+    ip: str,
+    mac: str,
+    *,
+    maker: str | None = "Axis Communications",
+    verdict: Verdict = Verdict.NON_HOME,
+    n_obs: int = 1,
+) -> DeviceRecord:
     return DeviceRecord(
         key=f"mac:{mac}",
         ip=ip,

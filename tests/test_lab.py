@@ -24,18 +24,18 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 BASE: dict[str, Any] = {
     "network": {
-        "cidr": "192.0.2.0/24",
-        "scanner_ip": "192.0.2.1",
+        "cidr": "198.51.100.0/24",
+        "scanner_ip": "198.51.100.1",
         "scanner_mac": "02:00:5e:10:00:01",
     },
     "device": [
         {
             "name": "cam",
             "mac": "44:19:b6:00:00:02",
-            "ip": "192.0.2.10",
+            "ip": "198.51.100.10",
             "service": [{"kind": "http", "port": 80, "server": "App-webs/", "body": "hi"}],
         },
-        {"name": "cam2", "mac": "e0:50:8b:00:00:03", "ip": "192.0.2.11"},
+        {"name": "cam2", "mac": "e0:50:8b:00:00:03", "ip": "198.51.100.11"},
     ],
 }
 
@@ -98,7 +98,7 @@ def dead_pid() -> int:
 
 def test_foundation_scenario_covers_the_brands() -> None:
     scen = load_scenario("foundation")
-    assert scen.cidr == "192.0.2.0/24"
+    assert scen.cidr == "198.51.100.0/24"
     assert len(scen.devices) >= 7
     ouis = {d.mac[:8] for d in scen.devices}
     assert {"44:19:b6", "bc:ad:28"} <= ouis  # two Hikvision
@@ -141,14 +141,19 @@ def mutated(path: str, value: Any) -> dict[str, Any]:
     [
         ("network.cidr", "8.8.8.0/24", "network.cidr", "not inside"),
         ("network.cidr", "100.64.0.0/24", "network.cidr", "not inside"),
-        ("network.cidr", "192.0.2.0/33", "network.cidr", "192.0.2.0/33"),
-        ("network.scanner_ip", "198.51.100.1", "network.scanner_ip", "not inside network.cidr"),
+        ("network.cidr", "198.51.100.0/33", "network.cidr", "198.51.100.0/33"),
+        ("network.scanner_ip", "203.0.113.1", "network.scanner_ip", "not inside network.cidr"),
         ("network.scanner_mac", "02:00:5e:10:00", "network.scanner_mac", "not a unicast MAC"),
         ("network.scanner_mac", KeyError, "network.scanner_mac", "missing"),
         ("device.0.ip", "1.2.3.4", 'device[0] "cam".ip', "outside the documentation/private"),
-        ("device.0.ip", "192.0.2.255", 'device[0] "cam".ip', "broadcast"),
-        ("device.0.ip", "192.0.2.1", 'device[0] "cam".ip', "already used by network.scanner_ip"),
-        ("device.1.ip", "192.0.2.10", 'device[1] "cam2".ip', 'already used by device[0] "cam".ip'),
+        ("device.0.ip", "198.51.100.255", 'device[0] "cam".ip', "broadcast"),
+        ("device.0.ip", "198.51.100.1", 'device[0] "cam".ip', "already used by network.scanner_ip"),
+        (
+            "device.1.ip",
+            "198.51.100.10",
+            'device[1] "cam2".ip',
+            'already used by device[0] "cam".ip',
+        ),
         ("device.0.mac", "44:19:b6:00:00:2", 'device[0] "cam".mac', "not a unicast MAC"),
         ("device.0.mac", "01:00:5e:00:00:01", 'device[0] "cam".mac', "not a unicast MAC"),
         ("device.0.mac", "zz:19:b6:00:00:02", 'device[0] "cam".mac', "not a unicast MAC"),
@@ -182,7 +187,7 @@ def mutated(path: str, value: Any) -> dict[str, Any]:
         ),
         (
             "device.0.service.+",
-            {"kind": "udp", "port": 37020, "reply": "x", "group": "192.0.2.7"},
+            {"kind": "udp", "port": 37020, "reply": "x", "group": "198.51.100.7"},
             'device[0] "cam".service[1].group',
             "not a multicast",
         ),
@@ -208,9 +213,9 @@ def test_same_port_on_tcp_and_udp_is_fine() -> None:
 def test_load_scenario_errors_name_the_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text(
-        '[network]\ncidr = "192.0.2.0/24"\nscanner_ip = "192.0.2.1"\n'
+        '[network]\ncidr = "198.51.100.0/24"\nscanner_ip = "198.51.100.1"\n'
         'scanner_mac = "02:00:5e:10:00:01"\n\n'
-        '[[device]]\nname = "cam"\nmac = "44:19:b6:00:00"\nip = "192.0.2.10"\n'
+        '[[device]]\nname = "cam"\nmac = "44:19:b6:00:00"\nip = "198.51.100.10"\n'
     )
     with pytest.raises(ScenarioError, match=rf'^{bad}: device\[0\] "cam"\.mac: '):
         load_scenario(bad)
@@ -248,7 +253,7 @@ def test_owner_pid_parsing() -> None:
 def test_lab_builds_fast_and_every_device_answers_arp(lab_factory: Any) -> None:
     lab = lab_factory("foundation")
     assert lab.build_seconds is not None and lab.build_seconds < 5
-    assert lab.scanner_iface == "lab0" and lab.cidr == "192.0.2.0/24"
+    assert lab.scanner_iface == "lab0" and lab.cidr == "198.51.100.0/24"
     assert set(lab.namespaces) <= netns_names()
     for ns in lab.namespaces:
         assert ns.startswith(f"scnlab-{os.getpid()}")
@@ -286,22 +291,22 @@ def test_udp_responder_hears_unicast_multicast_and_broadcast(lab_factory: Any) -
             {"kind": "udp", "port": 37020, "reply": f"hello {i}", "group": "239.255.255.250"}
         ]
     lab = lab_factory(Scenario.from_dict(data, source="udp-test"))
-    everyone = {"192.0.2.10": "hello 0", "192.0.2.11": "hello 1"}
+    everyone = {"198.51.100.10": "hello 0", "198.51.100.11": "hello 1"}
     assert py_in_scanner(lab, UDP_PROBE, "239.255.255.250", "37020") == everyone
     assert py_in_scanner(lab, UDP_PROBE, "255.255.255.255", "37020") == everyone
-    assert py_in_scanner(lab, UDP_PROBE, "192.0.2.11", "37020") == {"192.0.2.11": "hello 1"}
+    assert py_in_scanner(lab, UDP_PROBE, "198.51.100.11", "37020") == {"198.51.100.11": "hello 1"}
 
 
 def test_set_device_ip_keeps_mac_and_services(lab_factory: Any) -> None:
     lab = lab_factory("foundation")
     hik = lab.device("hik-cam")
-    lab.set_device_ip("hik-cam", "192.0.2.99")
-    assert lab.device("hik-cam").ip == "192.0.2.99"
+    lab.set_device_ip("hik-cam", "198.51.100.99")
+    assert lab.device("hik-cam").ip == "198.51.100.99"
     assert lab.device("hik-cam").mac == hik.mac
-    seen = py_in_scanner(lab, ARP_SCAN, "192.0.2.99", hik.ip)
-    assert seen == {"192.0.2.99": hik.mac}
-    got = py_in_scanner(lab, HTTP_GET, "GET http://192.0.2.99/")
-    assert got["GET http://192.0.2.99/"][1]["Server"] == "App-webs/"
+    seen = py_in_scanner(lab, ARP_SCAN, "198.51.100.99", hik.ip)
+    assert seen == {"198.51.100.99": hik.mac}
+    got = py_in_scanner(lab, HTTP_GET, "GET http://198.51.100.99/")
+    assert got["GET http://198.51.100.99/"][1]["Server"] == "App-webs/"
     res = lab.run_in_device("hik-cam", ["ip", "neigh", "show", lab.scanner_ip], capture_output=True)
     assert "PERMANENT" in res.stdout  # static neighbour survives the renumbering
     with pytest.raises(ScenarioError, match="already used"):
@@ -471,8 +476,8 @@ def test_cli_up_run_status_down(lab_available: None) -> None:
         assert st is not None and set(st.namespaces) <= netns_names()
         run = cli("run", "--", "sh", "-c", 'echo "$LAB_IFACE $LAB_CIDR"; ip -o -4 addr; exit 3')
         assert run.returncode == 3
-        assert run.stdout.startswith("lab0 192.0.2.0/24\n")
-        assert "lab0    inet 192.0.2.1/24" in run.stdout
+        assert run.stdout.startswith("lab0 198.51.100.0/24\n")
+        assert "lab0    inet 198.51.100.1/24" in run.stdout
         status = cli("status")
         assert status.returncode == 0 and "hik-cam" in status.stdout
         down = cli("down")

@@ -18,7 +18,7 @@ import pkgutil
 import socket
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from lab.scenario import ServiceSpec
 
@@ -81,11 +81,9 @@ class Responder(ABC):
 
 def check_type(field: str, value: Any, want: OptionType) -> None:
     wants = want if isinstance(want, tuple) else (want,)
-    if isinstance(value, bool) and bool not in wants:  # TOML true is not a number
-        ok = False
-    else:
-        ok = isinstance(value, wants)
-    if not ok:
+    # TOML true is not a number, though bool subclasses int
+    is_bad_bool = isinstance(value, bool) and bool not in wants
+    if is_bad_bool or not isinstance(value, wants):
         names = " or ".join("table" if w is dict else w.__name__ for w in wants)
         raise OptionError(field, f"must be {names}, not {type(value).__name__}")
 
@@ -144,7 +142,7 @@ class StreamResponder(Responder):
     async def _guarded(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             await self.handle(reader, writer)
-        except (ConnectionError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+        except (TimeoutError, ConnectionError, asyncio.IncompleteReadError):
             pass
         except Exception:
             log.exception("%r: handler failed", self)
@@ -192,8 +190,8 @@ class _DatagramProtocol(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        # 3.11's selector transport does not subclass DatagramTransport: cast, not assert.
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         try:

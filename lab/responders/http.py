@@ -4,8 +4,9 @@ Options (all optional):
   status = 200, reason = "OK", server = "App-webs/" (the Server header; none if
   absent), content_type = "text/html", headers = {Name = "value"}, body = "...",
   paths = {"/exact/path" = {status, reason, content_type, headers, body}}
-A path entry overrides the top-level answer for that path (query ignored);
-every other path gets the top-level answer.
+A path entry overrides the top-level answer for that exact path (query
+ignored); keys it leaves out, and headers it does not name, come from the
+top level. Every other path gets the top-level answer.
 """
 
 from __future__ import annotations
@@ -69,10 +70,9 @@ class HttpResponder(StreamResponder):
 
     def response(self, method: str, target: str) -> bytes:
         path = target.split("?", 1)[0].split("#", 1)[0]
-        opts: dict[str, Any] = dict(self.opts)
-        opts.update(self.opts.get("paths", {}).get(path, {}))
-        if "headers" in self.opts and path in self.opts.get("paths", {}):
-            opts["headers"] = {**self.opts["headers"], **opts.get("headers", {})}
+        override = self.opts.get("paths", {}).get(path, {})
+        headers = {**self.opts.get("headers", {}), **override.get("headers", {})}
+        opts: dict[str, Any] = {**self.opts, **override, "headers": headers}
         return build_response(
             status=opts.get("status", 200),
             reason=opts.get("reason"),

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from lab.responders.base import DatagramResponder, OptionError, OptionType, join_group, register
+from lab.scenario import ServiceSpec
 
 
 @register
@@ -38,14 +39,17 @@ class UdpResponder(DatagramResponder):
             if not group.is_multicast:
                 raise OptionError("group", f"{group} is not a multicast group")
 
+    def __init__(self, device: str, service: ServiceSpec) -> None:
+        super().__init__(device, service)
+        if "reply_hex" in self.opts:
+            self.payload = bytes.fromhex(self.opts["reply_hex"])
+        else:
+            self.payload = str(self.opts["reply"]).encode()
+
     def bind(self) -> None:
         super().bind()
         if "group" in self.opts:
             join_group(self.sockets[0], self.opts["group"])
-        if "reply_hex" in self.opts:
-            self.payload = bytes.fromhex(self.opts["reply_hex"])
-        else:
-            self.payload = self.opts["reply"].encode()
 
     def reply(self, data: bytes, addr: tuple[str, int]) -> bytes | None:
         return self.payload

@@ -8,6 +8,7 @@ so the kernel hands us ARP only and no BPF compiler is needed.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import select
@@ -94,9 +95,7 @@ def parse_reply(frame: bytes) -> tuple[IPv4Address, str] | None:
     return IPv4Address(spa), _mac_text(sha)
 
 
-def on_link_targets(
-    targets: Iterable[IPv4Address], iface: InterfaceInfo
-) -> list[IPv4Address]:
+def on_link_targets(targets: Iterable[IPv4Address], iface: InterfaceInfo) -> list[IPv4Address]:
     """The scope's addresses that ARP can reach on this interface."""
     return [t for t in targets if t in iface.network and t != iface.ip]
 
@@ -140,10 +139,8 @@ def sweep(
             while True:
                 now_m = time.monotonic()
                 if i < len(frames) and now_m >= next_send:
-                    try:
+                    with contextlib.suppress(BlockingIOError):  # full: the retry covers it
                         sock.send(frames[i])
-                    except BlockingIOError:
-                        pass  # queue full: the retry round covers it
                     i += 1
                     next_send += interval
                     if i == len(frames):
@@ -176,6 +173,8 @@ def sweep(
     if ignored:
         _LOGGER.info("ignored %d ARP replies from addresses outside the scope", ignored)
     return [
-        Observation(source=Source.ARP, ip=str(ip), mac=mac, seen_at=seen, attrs={"iface": iface.name})
+        Observation(
+            source=Source.ARP, ip=str(ip), mac=mac, seen_at=seen, attrs={"iface": iface.name}
+        )
         for (ip, mac), seen in sorted(found.items())
     ]

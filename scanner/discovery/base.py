@@ -116,9 +116,7 @@ class ProbeContext:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         return sock
 
-    def send_multicast(
-        self, sock: socket.socket, payload: bytes, group: str, port: int
-    ) -> None:
+    def send_multicast(self, sock: socket.socket, payload: bytes, group: str, port: int) -> None:
         self.budget.take(None)
         sock.sendto(payload, (group, port))
 
