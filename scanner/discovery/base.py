@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
-from scanner.config import Scope, ScanSettings
+from scanner.config import ScanSettings, Scope
 from scanner.discovery.arp import InterfaceInfo
 from scanner.errors import ScopeError
 
