@@ -22,6 +22,7 @@ from scanner.resources import data_dir
 @dataclass(frozen=True, slots=True)
 class Policy:
     id: str
+    short: str
     title: str
     date: str
     url: str
@@ -72,7 +73,9 @@ def load_db(directory: Path | None = None) -> FingerprintDB:
         if not isinstance(body, dict):
             raise ConfigError(f"{pol_path}: [{pid}] must be a table")
         try:
-            policies[pid] = Policy(pid, str(body["title"]), str(body["date"]), str(body["url"]))
+            policies[pid] = Policy(
+                pid, str(body["short"]), str(body["title"]), str(body["date"]), str(body["url"])
+            )
         except KeyError as exc:
             raise ConfigError(f"{pol_path}: [{pid}] lacks {exc.args[0]!r}") from None
     vendors = []

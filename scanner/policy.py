@@ -18,9 +18,8 @@ def assess(ident: Identification, home_country: str, db: FingerprintDB) -> Asses
         )
     vendor = db.vendor_by_name(ident.maker) if ident.maker else None
     if vendor and vendor.flags:
-        reasons = tuple(
-            f"maker {vendor.name} is named in {db.policies[f].title}" for f in vendor.flags
-        )
+        cited = "; ".join(f"{db.policies[f].short} [{f}]" for f in vendor.flags)
+        reasons = (f"maker {vendor.name} is on: {cited}",)
         return Assessment(Verdict.FLAGGED, flagged=True, reasons=reasons)
     country = ident.origin_country
     if country is None:

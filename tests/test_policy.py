@@ -21,7 +21,7 @@ def test_hikvision_oui_is_flagged_with_policy_reasons() -> None:
     ident, verdict, reasons = _judge("44:19:b6:00:00:02")
     assert ident.maker == "Hikvision" and ident.registrant_country == "CN"
     assert verdict is Verdict.FLAGGED
-    assert any("NDAA FY2019 s.889" in r for r in reasons)
+    assert any("US NDAA FY2019 s.889 [ndaa-889]" in r for r in reasons)
     assert any(e.rule == "ieee:MA-L" for e in ident.evidence)
 
 
