@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,9 @@ import click
 from rich.console import Console
 
 from scanner import __version__
-from scanner.config import Config, load_config, with_overrides
+from scanner.config import PROTOCOLS, Config, load_config, with_overrides
 from scanner.errors import ScannerError
+from scanner.report import safe_text
 
 _LOGGER = logging.getLogger("scanner")
 
@@ -72,12 +74,22 @@ def cli(verbose: int) -> None:
 @db_option
 @click.option("--interface", "interfaces", multiple=True, help="Interface to scan (repeatable).")
 @click.option("--cidr", "cidrs", multiple=True, help="Network to scan (repeatable).")
+@click.option(
+    "--protocol",
+    "protocols",
+    multiple=True,
+    type=click.Choice(PROTOCOLS),
+    help="Use only this source (repeatable; default: [scan] protocols, else all).",
+)
+@click.option("--plan", is_flag=True, help="Print what a scan would send, and send nothing.")
 def scan(
     once: bool,
     config: Path | None,
     db: Path | None,
     interfaces: tuple[str, ...],
     cidrs: tuple[str, ...],
+    protocols: tuple[str, ...],
+    plan: bool,
 ) -> None:
     """Discover and identify the devices in scope and record them.
 
@@ -85,12 +97,19 @@ def scan(
     Example:
         scanner scan --once --interface eth1 --cidr 10.20.0.0/24 --db ./scan.db
     """
-    if not once:
-        raise click.UsageError("give --once (the scheduled service is `scanner daemon`)")
+    if not once and not plan:
+        raise click.UsageError("give --once or --plan (the scheduled service is `scanner daemon`)")
     from scanner.scan import run_scan
 
     cfg = _config(config, db, interfaces=interfaces, cidrs=cidrs)
+    if protocols:
+        cfg = replace(cfg, scan=replace(cfg.scan, protocols=protocols))
     cfg.require_scope()
+    if plan:
+        from scanner.plan import render_plan, scan_plan
+
+        click.echo(render_plan(scan_plan(cfg)), nl=False)
+        return
     summary = run_scan(cfg)
     click.echo(
         f"scan {summary.scan_id} complete: {summary.devices} devices "
@@ -170,28 +189,64 @@ def fingerprints_lint() -> None:
 
 @fingerprints.command("lookup")
 @click.argument("query")
-def fingerprints_lookup(query: str) -> None:
-    """Who registered a MAC address or prefix, and what the policy makes of it."""
-    from scanner.fingerprint import default_db, identify
-    from scanner.model import Observation, Source, utcnow
-    from scanner.oui import OuiRegistry, normalise_mac
+@click.option("--home", default="GB", show_default=True, help="Home country for the verdict.")
+def fingerprints_lookup(query: str, home: str) -> None:
+    """What the fingerprint database makes of a MAC (or prefix) or a banner string.
+
+    \b
+    Examples:
+        scanner fingerprints lookup 44:19:B6
+        scanner fingerprints lookup "DS-2CD2143G0-I"
+        scanner fingerprints lookup "Server: App-webs/"
+    """
+    from scanner.fingerprint import default_db, lookup
+    from scanner.oui import OuiRegistry
     from scanner.policy import assess
 
-    try:
-        mac = normalise_mac(
-            query if len(query.replace(":", "").replace("-", "")) == 12 else query + ":00:00:00"
-        )
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="QUERY") from None
     db = default_db()
-    obs = Observation(source=Source.ARP, ip="0.0.0.0", mac=mac, seen_at=utcnow())  # noqa: S104
-    ident = identify([obs], OuiRegistry.default(), db)
-    verdict = assess(ident, "GB", db)
-    click.echo(f"mac:       {mac}")
-    click.echo(f"maker:     {ident.maker or '-'}")
-    click.echo(f"registrant:{' ' + (ident.registrant or '-')} ({ident.registrant_country or '?'})")
-    click.echo(f"verdict:   {verdict.verdict} (home GB)")
+    ident = lookup(query, OuiRegistry.default(), db)
+    verdict = assess(ident, home, db)
+    click.echo(f"query:      {safe_text(query)}")
+    click.echo(f"maker:      {ident.maker or '-'} ({ident.origin_country or 'origin unknown'})")
+    click.echo(f"vendor:     {ident.vendor or '-'}")
+    if ident.model:
+        click.echo(f"model:      {ident.model}")
+    if ident.registrant:
+        click.echo(f"registrant: {ident.registrant} ({ident.registrant_country or '?'})")
+    click.echo(f"confidence: {ident.confidence}")
+    click.echo(f"verdict:    {verdict.verdict} (home {home})")
     for r in verdict.reasons:
         click.echo(f"  - {r}")
     for e in ident.evidence:
-        click.echo(f"  evidence: {e.source}.{e.field} = {e.value} [{e.rule}]")
+        click.echo(f"  evidence: {e.source}.{e.field} = {safe_text(e.value)} [{e.rule or '-'}]")
+
+
+@fingerprints.command("stats")
+def fingerprints_stats() -> None:
+    """How much the fingerprint database and the IEEE registry know."""
+    from scanner.fingerprint import default_db
+    from scanner.oui import OuiRegistry
+
+    db = default_db()
+    oui = OuiRegistry.default()
+    makers = [v for v in db.vendors.values() if v.kind == "maker"]
+    flagged = [v for v in db.vendors.values() if db.flags_of(v)]
+    click.echo(
+        f"vendors:        {len(db.vendors)} ({len(makers)} makers, "
+        f"{len(db.vendors) - len(makers)} brands), {len(flagged)} flagged"
+    )
+    click.echo(f"policies:       {len(db.policies)}")
+    click.echo(f"rules:          {len(db.rules)}")
+    by_maker: dict[str, int] = {}
+    for r in db.rules:
+        by_maker[r.maker] = by_maker.get(r.maker, 0) + 1
+    for maker, n in sorted(by_maker.items(), key=lambda kv: (-kv[1], kv[0])):
+        click.echo(f"  {db.vendors[maker].name}: {n}")
+    click.echo(f"cloud endpoints: {len(db.clouds)}")
+    click.echo(f"IEEE prefixes:  {len(oui)}")
+    for src in oui.sources:
+        click.echo(f"  {src}")
+    for v in flagged:
+        if v.registrant is not None:
+            n = sum(1 for _ in oui.search(v.registrant.pattern))
+            click.echo(f"  {v.name}: {n} registered prefixes")

@@ -21,6 +21,7 @@ from scanner.errors import ConfigError, ScopeError
 DEFAULT_CONFIG = Path("/etc/scanner/scanner.toml")
 DEFAULT_DB = Path("/var/lib/scanner/scanner.db")
 
+PROTOCOLS = ("arp", "wsd", "onvif", "mdns", "ssdp", "sadp", "dhip", "xmeye", "http", "tls", "rtsp")
 _IFNAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")  # IFNAMSIZ is 16 with the NUL
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 
@@ -64,6 +65,8 @@ class ScanSettings:
     per_host_packets: int = 40  # budget per target per scan
     arp_timeout: float = 1.0  # seconds to wait for replies after the last request
     arp_retries: int = 1  # extra rounds for addresses that stayed silent
+    timeout: float = 2.0  # seconds to wait for replies to each discovery probe
+    protocols: tuple[str, ...] = PROTOCOLS  # which sources a scan uses
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +76,9 @@ class Config:
     db: Path = DEFAULT_DB
     home_country: str = "GB"
     scan: ScanSettings = field(default_factory=ScanSettings)
+    credentials_file: Path | None = None
+    exceptions_file: Path | None = None
+    flag_policies: tuple[str, ...] | None = None  # None: every policy in fingerprints/
 
     def require_scope(self) -> Scope:
         """The scope, or a refusal: no scope means no scan, never "scan everything"."""
@@ -138,6 +144,18 @@ def _path(key: str, v: Any) -> Path:
     return Path(_str(key, v))
 
 
+def _policy_id(v: Any) -> str:
+    if not isinstance(v, str) or not re.fullmatch(r"[a-z0-9-]{1,40}", v):
+        raise ValueError(f"{v!r} is not a policy id (see fingerprints/policies.toml)")
+    return v
+
+
+def _protocol(v: Any) -> str:
+    if v not in PROTOCOLS:
+        raise ValueError(f"{v!r} is not one of {', '.join(PROTOCOLS)}")
+    return str(v)
+
+
 def parse_interface(v: Any) -> str:
     if not isinstance(v, str) or not _IFNAME.match(v):
         raise ValueError(f"{v!r} is not an interface name")
@@ -190,9 +208,16 @@ SCHEMA: dict[str, dict[str, _Check]] = {
         "per_host_packets": _pos_int(40),
         "arp_timeout": _seconds,
         "arp_retries": _nonneg_int(5),
+        "timeout": _seconds,
+        "protocols": _list_of(_protocol),
     },
+    "onvif": {"credentials_file": _path},
     "store": {"db": _path},
-    "policy": {"home_country": _country},
+    "policy": {
+        "home_country": _country,
+        "exceptions_file": _path,
+        "flag_policies": _list_of(_policy_id),
+    },
 }
 
 
@@ -240,6 +265,9 @@ def parse_config(text: str, where: str = "<config>") -> Config:
         db=v.get("store", {}).get("db", DEFAULT_DB),
         home_country=v.get("policy", {}).get("home_country", "GB"),
         scan=ScanSettings(**v.get("scan", {})),
+        credentials_file=v.get("onvif", {}).get("credentials_file"),
+        exceptions_file=v.get("policy", {}).get("exceptions_file"),
+        flag_policies=v.get("policy", {}).get("flag_policies"),
     )
     return cfg
 

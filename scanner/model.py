@@ -90,6 +90,7 @@ class Assessment:
     flagged: bool
     reasons: tuple[str, ...] = ()
     accepted_risk: bool = False
+    exception: str | None = None  # "valid" or "expired" when the register names the device
 
 
 @dataclass(slots=True)

@@ -34,6 +34,8 @@ DEVICE_KEYS = (
     "accepted_risk",
     "reasons",
     "evidence",
+    "conflicts",
+    "confidence",
     "sources",
     "registrant",
     "registrant_country",

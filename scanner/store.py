@@ -133,6 +133,15 @@ def m001_initial(db: Database) -> None:
     )
 
 
+@migrations()
+def m002_identities(db: Database) -> None:
+    """Routed devices are known by serial or UUID until a MAC turns up."""
+    db.execute("ALTER TABLE devices ADD COLUMN uuid TEXT")
+    db.execute("ALTER TABLE devices ADD COLUMN conflicts TEXT NOT NULL DEFAULT '[]'")
+    db.execute("CREATE INDEX devices_serial ON devices(serial)")
+    db.execute("CREATE INDEX devices_uuid ON devices(uuid)")
+
+
 @dataclass(slots=True)
 class DeviceRecord:
     """One merged device of a scan, with what matching and policy made of it."""
@@ -144,6 +153,7 @@ class DeviceRecord:
     assessment: Assessment
     sources: Sequence[str]
     observations: Sequence[Observation] = field(default_factory=list)
+    uuid: str | None = None
 
 
 @dataclass(slots=True)
@@ -233,16 +243,37 @@ class Store:
             self._insert_observations(scan_id, None, scan.stray)
         return scan_id
 
+    def _existing_id(self, dev: DeviceRecord) -> str:
+        """The stored identity of this device: by MAC, serial, UUID, then IP."""
+        ident = dev.identification
+        probes: list[tuple[str, list[Any]]] = []
+        if dev.mac:
+            probes.append(("mac = ?", [dev.mac]))
+        if ident.serial:
+            probes.append(("serial = ? AND (mac IS NULL OR mac = ?)", [ident.serial, dev.mac]))
+        if dev.uuid:
+            probes.append(("uuid = ? AND (mac IS NULL OR mac = ?)", [dev.uuid, dev.mac]))
+        probes.append(("id = ?", [dev.key]))
+        for where, params in probes:
+            sql = "SELECT id FROM devices WHERE " + where  # noqa: S608 (fixed clauses above)
+            row = next(iter(self.db.query(sql, params)), None)
+            if row is not None:
+                return str(row["id"])
+        return dev.key
+
     def _upsert_device(self, scan_id: int, now: str, dev: DeviceRecord) -> None:
         ident, verdict = dev.identification, dev.assessment
+        dev.key = self._existing_id(dev)
         self.db.execute(
             """INSERT INTO devices (id, mac, ip, first_seen, last_seen, last_scan_id,
                    vendor, maker, model, firmware, serial, origin_country, registrant,
                    registrant_country, confidence,
-                   randomised_mac, verdict, flagged, accepted_risk, reasons, evidence, sources)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   randomised_mac, verdict, flagged, accepted_risk, reasons, evidence, sources,
+                   uuid, conflicts)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                ON CONFLICT(id) DO UPDATE SET
-                   mac = excluded.mac, ip = excluded.ip, last_seen = excluded.last_seen,
+                   mac = coalesce(excluded.mac, mac), ip = excluded.ip,
+                   last_seen = excluded.last_seen,
                    last_scan_id = excluded.last_scan_id,
                    vendor = excluded.vendor, maker = excluded.maker, model = excluded.model,
                    firmware = excluded.firmware, serial = excluded.serial,
@@ -252,7 +283,8 @@ class Store:
                    confidence = excluded.confidence, randomised_mac = excluded.randomised_mac,
                    verdict = excluded.verdict, flagged = excluded.flagged,
                    accepted_risk = excluded.accepted_risk, reasons = excluded.reasons,
-                   evidence = excluded.evidence, sources = excluded.sources""",
+                   evidence = excluded.evidence, sources = excluded.sources,
+                   uuid = coalesce(excluded.uuid, uuid), conflicts = excluded.conflicts""",
             [
                 dev.key,
                 dev.mac,
@@ -281,6 +313,8 @@ class Store:
                     ]
                 ),
                 _dumps(sorted(dev.sources)),
+                dev.uuid,
+                _dumps(list(ident.conflicts)),
             ],
         )
         self.db.execute(
@@ -325,7 +359,7 @@ class Store:
     def devices(self) -> list[dict[str, Any]]:
         out = []
         for r in self.db.query("SELECT * FROM devices ORDER BY ip, id"):
-            for key in ("reasons", "evidence", "sources"):
+            for key in ("reasons", "evidence", "sources", "conflicts"):
                 r[key] = json.loads(r[key])
             for key in ("flagged", "randomised_mac", "accepted_risk"):
                 r[key] = bool(r[key])

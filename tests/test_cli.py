@@ -109,3 +109,16 @@ def test_fingerprints_lookup_names_the_registrant() -> None:
     r = run("fingerprints", "lookup", "44:19:B6")
     assert r.returncode == 0
     assert "Hikvision" in r.stdout and "flagged" in r.stdout
+
+
+def test_fingerprints_lookup_reads_a_banner_string() -> None:
+    r = run("fingerprints", "lookup", "DS-2CD2143G0-I")
+    assert r.returncode == 0
+    assert "maker:      Hikvision (CN)" in r.stdout
+    assert "[hik-model-ds]" in r.stdout
+
+
+def test_fingerprints_stats_and_lint() -> None:
+    r = run("fingerprints", "stats")
+    assert r.returncode == 0 and "IEEE prefixes" in r.stdout
+    assert run("fingerprints", "lint").stdout.strip() == "fingerprints: ok"

@@ -47,3 +47,64 @@ def test_locally_administered_mac_gets_no_vendor_verdict() -> None:
 
 def test_shipped_fingerprints_lint_clean() -> None:
     assert lint() == []
+
+
+def _flagged_ident() -> Identification:
+    return _judge("44:19:b6:00:00:02")[0]
+
+
+def test_a_valid_exception_is_reported_as_accepted_risk() -> None:
+    from datetime import date
+
+    from scanner.exceptions import parse_exceptions
+
+    [exc] = parse_exceptions(
+        '[[exception]]\nmac = "44-19-B6-00-00-02"\nreason = "ANPR, replacement ordered"\n'
+        'approver = "J. Smith"\nexpires = 2027-03-31\n',
+        "ex.toml",
+    )
+    a = assess(_flagged_ident(), "GB", DB, exception=exc, today=date(2026, 11, 22))
+    assert a.verdict is Verdict.FLAGGED
+    assert a.accepted_risk and a.exception == "valid"
+    assert (
+        "accepted risk: ANPR, replacement ordered (approved by J. Smith until 2027-03-31)"
+        in a.reasons
+    )
+
+
+def test_an_expired_exception_alarms_again() -> None:
+    from datetime import date
+
+    from scanner.exceptions import RiskException
+
+    exc = RiskException("44:19:b6:00:00:02", None, "temporary", "J. Smith", date(2026, 1, 1))
+    a = assess(_flagged_ident(), "GB", DB, exception=exc, today=date(2026, 11, 22))
+    assert a.flagged and not a.accepted_risk
+    assert a.exception == "expired"
+    assert any(r.startswith("exception expired on 2026-01-01") for r in a.reasons)
+
+
+def test_exception_register_errors_name_file_entry_and_key() -> None:
+    import pytest
+
+    from scanner.errors import ConfigError
+    from scanner.exceptions import parse_exceptions
+
+    with pytest.raises(ConfigError, match=r"ex.toml: exception\[0\]: give mac or serial"):
+        parse_exceptions('[[exception]]\nreason = "x"\n', "ex.toml")
+    with pytest.raises(ConfigError, match=r"exception\[0\]: expires must be a TOML date"):
+        parse_exceptions(
+            '[[exception]]\nserial = "X1"\nreason = "x"\napprover = "y"\nexpires = "soon"\n',
+            "ex.toml",
+        )
+    with pytest.raises(ConfigError, match=r"exception\[0\]: unknown key 'aprover'"):
+        parse_exceptions('[[exception]]\nserial = "X1"\naprover = "y"\n', "ex.toml")
+
+
+def test_flag_policies_narrow_what_flags() -> None:
+    ident = _flagged_ident()
+    only_survey = assess(ident, "GB", DB, flag_policies=frozenset({"bscc-survey-2022"}))
+    assert only_survey.flagged
+    assert "BSCC 2022 police survey [bscc-survey-2022]" in only_survey.reasons[0]
+    zte = _judge("00:19:c6:00:00:01")[0]  # a ZTE prefix: on s.889 but not in the survey
+    assert not assess(zte, "GB", DB, flag_policies=frozenset({"bscc-survey-2022"})).flagged

@@ -38,6 +38,8 @@ def _device(**over: Any) -> dict[str, Any]:
         "registrant_country": "CN",
         "randomised_mac": False,
         "ip_history": [],
+        "conflicts": [],
+        "confidence": "weak",
         "first_seen": "t",
         "last_seen": "t",
     }

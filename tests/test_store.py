@@ -32,7 +32,7 @@ def test_a_new_database_is_wal_and_migrated(tmp_path: Path) -> None:
             "_sqlite_migrations",
         } <= names
     with Store.open(tmp_path / "s.db") as again:  # re-applying migrations is a no-op
-        assert len(list(again.db.query("SELECT * FROM _sqlite_migrations"))) == 1
+        assert len(list(again.db.query("SELECT * FROM _sqlite_migrations"))) == 2
 
 
 def test_a_second_scan_updates_last_seen_without_duplicates(tmp_path: Path) -> None:
@@ -120,3 +120,20 @@ def test_sigkill_mid_write_leaves_the_previous_complete_scan(tmp_path: Path) -> 
                 db.unlink()
                 for suffix in ("-wal", "-shm"):
                     Path(str(db) + suffix).unlink(missing_ok=True)
+
+
+def test_a_routed_device_found_later_with_its_mac_keeps_its_identity(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    routed = device("10.10.0.5", "00:40:8c:00:00:09")
+    routed.mac = None
+    routed.key = "serial:ACCC8E000009"
+    routed.identification = replace(routed.identification, serial="ACCC8E000009")
+    with Store.open(tmp_path / "s.db") as store:
+        store.record_scan(scan([routed]))
+        later = device("10.10.0.5", "00:40:8c:00:00:09")
+        later.identification = replace(later.identification, serial="ACCC8E000009")
+        store.record_scan(scan([later], "2026-11-22T04:00:00Z"))
+        [dev] = store.devices()
+        assert dev["id"] == "serial:ACCC8E000009"
+        assert dev["mac"] == "00:40:8c:00:00:09"
