@@ -5,6 +5,7 @@ function and print. Library errors become one line on stderr and an exit code.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +20,7 @@ from scanner.errors import ScannerError
 from scanner.report import safe_text
 
 _LOGGER = logging.getLogger("scanner")
+_ISO_PREFIX = re.compile(r"^\d{4}-\d\d-\d\d(T\d\d(:\d\d(:\d\d)?)?Z?)?$")
 
 
 class _Group(click.Group):
@@ -123,7 +125,7 @@ def scan(
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["table", "json", "csv"]),
+    type=click.Choice(["table", "json", "csv", "markdown", "html"]),
     default="table",
     show_default=True,
 )
@@ -134,31 +136,64 @@ def scan(
     type=click.Choice(["flagged", "non-home-origin", "home-origin", "unknown"]),
     help="Only devices with this verdict (repeatable).",
 )
+@click.option("--since", help="Only devices seen at or after this ISO date or time (UTC).")
+@click.option(
+    "--cidr", "cidrs", multiple=True, help="Only devices inside this network (repeatable)."
+)
+@click.option("--survey", is_flag=True, help="Print the figures a Commissioner's survey asks for.")
 @click.option("--output", type=click.Path(path_type=Path, dir_okay=False), help="Write to FILE.")
 def report(
     config: Path | None,
     db: Path | None,
     fmt: str,
     verdicts: tuple[str, ...],
+    since: str | None,
+    cidrs: tuple[str, ...],
+    survey: bool,
     output: Path | None,
 ) -> None:
-    """Print the inventory: every device, its maker, origin, verdict and evidence."""
+    """Print the inventory: every device, its maker, origin, verdict and evidence.
+
+    \b
+    Examples:
+        scanner report --verdict flagged
+        scanner report --format html --output inventory.html
+        scanner report --survey
+    """
     from scanner import report as rpt
+    from scanner.config import parse_cidr
     from scanner.store import Store
 
+    if since is not None and not _ISO_PREFIX.match(since):
+        raise click.BadParameter(
+            f"{since!r} is not an ISO date such as 2026-11-01", param_hint="--since"
+        )
+    for c in cidrs:
+        try:
+            parse_cidr(c)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--cidr") from None
     cfg = _config(config, db)
     with Store.open(cfg.db, create=False) as store:
-        doc = rpt.build_report(
-            store.scans(), store.devices(), store.connections(), verdicts=verdicts
-        )
-    if fmt == "table":
+        devices = rpt.filter_devices(store.devices(), since=since, cidrs=cidrs)
+        doc = rpt.build_report(store.scans(), devices, store.connections(), verdicts=verdicts)
+    if survey:
+        text = rpt.render_survey(doc)
+    elif fmt == "table":
         if output:
             with output.open("w", encoding="utf-8") as fh:
                 rpt.render_table(doc, Console(file=fh, width=160, no_color=True))
         else:
             rpt.render_table(doc, Console())
         return
-    text = rpt.render_json(doc) if fmt == "json" else rpt.render_csv(doc)
+    elif fmt == "json":
+        text = rpt.render_json(doc)
+    elif fmt == "csv":
+        text = rpt.render_csv(doc)
+    elif fmt == "markdown":
+        text = rpt.render_markdown(doc)
+    else:
+        text = rpt.render_html(doc, home_country=cfg.home_country)
     if output:
         output.write_text(text, encoding="utf-8")
     else:

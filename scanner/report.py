@@ -215,3 +215,257 @@ def render_table(report: Mapping[str, Any], console: Console) -> None:
                 _cell(c["class"]),
             )
         console.print(ct)
+
+
+# ------------------------------------------------------------ filters
+
+
+def filter_devices(
+    devices: Iterable[Mapping[str, Any]],
+    *,
+    since: str | None = None,
+    cidrs: Sequence[str] = (),
+) -> list[Mapping[str, Any]]:
+    """Devices last seen at or after `since` (ISO date or time) and inside any of `cidrs`."""
+    import ipaddress
+
+    nets = [ipaddress.ip_network(c, strict=False) for c in cidrs]
+    out = []
+    for d in devices:
+        if since and (d.get("last_seen") or "") < since:
+            continue
+        if nets:
+            try:
+                addr = ipaddress.ip_address(d.get("ip") or "")
+            except ValueError:
+                continue
+            if not any(addr in n for n in nets):
+                continue
+        out.append(d)
+    return out
+
+
+# ----------------------------------------------------------- markdown
+
+
+def _md(value: object) -> str:
+    """Markdown-safe cell: no control characters, pipes, markup or raw HTML."""
+    text = safe_text(value) if value not in (None, "") else "—"
+    for ch in "\\|*_`[]<>#":
+        text = text.replace(ch, "\\" + ch)
+    return text.replace("\n", " ")
+
+
+def render_markdown(report: Mapping[str, Any]) -> str:
+    devices = report["devices"]
+    lines = [
+        "# Network camera inventory",
+        "",
+        f"Generated {report['generated_at']}; {len(devices)} devices: "
+        + ", ".join(f"{sum(1 for d in devices if d['verdict'] == v)} {v}" for v in VERDICTS)
+        + ".",
+        "",
+        "| IP | MAC | Vendor | Maker | Model | Firmware | Origin | Verdict | Reasons |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for d in devices:
+        verdict = d["verdict"] + (" (accepted risk)" if d.get("accepted_risk") else "")
+        lines.append(
+            "| "
+            + " | ".join(
+                _md(x)
+                for x in (
+                    d["ip"],
+                    d["mac"],
+                    d["vendor"],
+                    d["maker"],
+                    d["model"],
+                    d["firmware"],
+                    d["origin_country"],
+                    verdict,
+                    "; ".join(d.get("reasons") or []),
+                )
+            )
+            + " |"
+        )
+    if report["connections"]:
+        lines += [
+            "",
+            "## Outbound connections",
+            "",
+            "| Device | Destination | Port | Name | Country | Class | Vendor |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for c in report["connections"]:
+            lines.append(
+                "| "
+                + " | ".join(
+                    _md(c.get(k))
+                    for k in (
+                        "device_ip",
+                        "dst_ip",
+                        "dst_port",
+                        "dst_name",
+                        "dst_country",
+                        "class",
+                        "vendor",
+                    )
+                )
+                + " |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------- html
+
+
+def _chart(title: str, counts: Mapping[str, int], flagged: set[str]) -> dict[str, Any]:
+    items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:12]
+    top = max((n for _, n in items), default=1)
+    label_width, bar_max = 150, 220
+    bars = [
+        {
+            "label": safe_text(label)[:22],
+            "n": n,
+            "y": i * 20,
+            "w": max(2, round(bar_max * n / top)),
+            "flagged": label in flagged,
+        }
+        for i, (label, n) in enumerate(items)
+    ]
+    return {
+        "title": title,
+        "bars": bars,
+        "label_width": label_width,
+        "width": label_width + bar_max + 40,
+        "height": max(20, 20 * len(bars)),
+    }
+
+
+def _site(ip: str, scans: Sequence[Mapping[str, Any]]) -> str:
+    import ipaddress
+
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return "unknown"
+    for s in reversed(scans):
+        for c in s.get("cidrs") or []:
+            if addr in ipaddress.ip_network(c, strict=False):
+                return str(c)
+    return "outside scanned networks"
+
+
+def render_html(report: Mapping[str, Any], *, home_country: str = "GB") -> str:
+    """One self-contained file: inline CSS and SVG, no script, nothing fetched."""
+    import jinja2
+
+    from scanner import __version__
+    from scanner.fingerprint import default_db
+    from scanner.oui import OuiRegistry
+    from scanner.resources import package_dir
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(package_dir() / "templates")),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    devices = [
+        {k: (safe_text(v) if isinstance(v, str) else v) for k, v in d.items()}
+        for d in report["devices"]
+    ]
+    db = default_db()
+
+    def count(key: Any) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for d in devices:
+            label = key(d) or "unknown"
+            out[label] = out.get(label, 0) + 1
+        return out
+
+    flagged_makers = {d["maker"] for d in devices if d["flagged"] and d["maker"]}
+    charts = [
+        _chart("By maker", count(lambda d: d["maker"]), flagged_makers),
+        _chart("By origin country", count(lambda d: d["origin_country"]), set()),
+        _chart("By verdict", count(lambda d: d["verdict"]), {"flagged"}),
+        _chart("By site", count(lambda d: _site(d["ip"], report["scans"])), set()),
+    ]
+    return env.get_template("report.html.j2").render(
+        generated_at=report["generated_at"],
+        version=__version__,
+        home_country=home_country,
+        scans=report["scans"],
+        devices=devices,
+        connections=report["connections"],
+        verdicts=VERDICTS,
+        counts={v: sum(1 for d in devices if d["verdict"] == v) for v in VERDICTS},
+        accepted=sum(1 for d in devices if d.get("accepted_risk")),
+        charts=charts,
+        policies=list(db.policies.values()),
+        oui_sources=OuiRegistry.default().sources,
+    )
+
+
+# ------------------------------------------------------------- survey
+
+SURVEY_CATEGORIES = ("camera", "recorder (NVR/DVR)", "other or unknown")
+_RECORDER = re.compile(r"\b(?:NVR|DVR|XVR|HCVR|NVS|recorder)|^i?DS-[789]\d", re.IGNORECASE)
+
+
+def device_category(d: Mapping[str, Any]) -> str:
+    """A rough kind for the survey return: recorders by model scheme, else camera evidence."""
+    model = " ".join(str(d.get(k) or "") for k in ("model", "vendor"))
+    if _RECORDER.search(model):
+        return SURVEY_CATEGORIES[1]
+    if d.get("model") or {"onvif", "wsd", "sadp", "dhip", "xmeye", "rtsp"} & set(
+        d.get("sources") or []
+    ):
+        return SURVEY_CATEGORIES[0]
+    return SURVEY_CATEGORIES[2]
+
+
+def render_survey(report: Mapping[str, Any]) -> str:
+    """The counts a Biometrics and Surveillance Camera Commissioner return asks for."""
+    devices = report["devices"]
+    concern = [d for d in devices if d["flagged"]]
+    lines = [
+        "Surveillance equipment survey figures",
+        f"(from scanner, {report['generated_at']}; devices seen on the scanned networks)",
+        "",
+        f"Devices found: {len(devices)}",
+        f"Equipment from vendors of security or ethical concern: {len(concern)}"
+        f" ({sum(1 for d in concern if d.get('accepted_risk'))} under an accepted-risk exception)",
+        f"Equipment made outside the home country: "
+        f"{sum(1 for d in devices if d['verdict'] in ('flagged', 'non-home-origin'))}",
+        f"Equipment whose maker could not be established: "
+        f"{sum(1 for d in devices if d['verdict'] == 'unknown')}",
+        "",
+        "Equipment of concern by category:",
+    ]
+    for cat in SURVEY_CATEGORIES:
+        lines.append(f"  {cat}: {sum(1 for d in concern if device_category(d) == cat)}")
+    lines += ["", "Equipment of concern by maker:"]
+    makers: dict[str, int] = {}
+    for d in concern:
+        makers[safe_text(d["maker"] or "unknown")] = (
+            makers.get(safe_text(d["maker"] or "unknown"), 0) + 1
+        )
+    for maker, n in sorted(makers.items(), key=lambda kv: (-kv[1], kv[0])):
+        lines.append(f"  {maker}: {n}")
+    relabelled = [d for d in concern if d["vendor"] and d["maker"] and d["vendor"] != d["maker"]]
+    if relabelled:
+        lines += ["", "Of which sold under another brand:"]
+        for d in relabelled:
+            lines.append(
+                f"  {safe_text(d['vendor'])} (made by {safe_text(d['maker'])}): "
+                + safe_text(d["ip"])
+            )
+    connections = [
+        c for c in report["connections"] if c.get("class") in ("vendor-cloud", "unexpected")
+    ]
+    lines += [
+        "",
+        f"Devices seen connecting to vendor clouds or unexpected external addresses: "
+        f"{len({c['device_ip'] for c in connections})}",
+    ]
+    return "\n".join(lines) + "\n"

@@ -13,3 +13,8 @@ def data_dir(name: str) -> Path:
         if candidate.is_dir():
             return candidate
     raise FileNotFoundError(f"shipped data directory {name!r} is missing from the installation")
+
+
+def package_dir() -> Path:
+    """The installed `scanner` package (templates live here)."""
+    return _PKG

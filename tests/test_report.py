@@ -80,3 +80,66 @@ def test_table_strips_terminal_escapes_and_does_not_obey_markup() -> None:
     assert "\x1b" not in text
     assert "[bold]x[/bold]" in text.replace("\n", "")
     assert "1 flagged" in text
+
+
+def test_html_report_is_self_contained_and_escapes_device_text() -> None:
+    from scanner.report import render_html
+
+    doc = build_report(
+        [],
+        [_device(model=HOSTILE, vendor="<img src=x onerror=alert(1)>"), _device(ip="198.51.100.2")],
+        [],
+    )
+    html = render_html(doc)
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<img src=x" not in html
+    assert "\x1b" not in html
+    assert "http://" not in html and "https://" not in html  # nothing to fetch, no links
+    assert "<script" not in html.lower()
+    assert html.count('class="device"') == 2
+
+
+def test_markdown_escapes_markup_and_pipes() -> None:
+    from scanner.report import render_markdown
+
+    doc = build_report([], [_device(model="a|b <b>x</b> *y*")], [])
+    md = render_markdown(doc)
+    assert "a\\|b \\<b\\>x\\</b\\> \\*y\\*" in md
+
+
+def test_survey_counts_concern_by_maker_and_category() -> None:
+    from scanner.report import render_survey
+
+    doc = build_report(
+        [],
+        [
+            _device(model="DS-2CD2143G0-I", sources=["onvif"]),
+            _device(ip="198.51.100.3", model="DS-7608NI-K2"),
+            _device(
+                ip="198.51.100.4",
+                maker="Axis Communications",
+                vendor="Axis Communications",
+                verdict="non-home-origin",
+                flagged=False,
+            ),
+            _device(ip="198.51.100.5", maker="Dahua", vendor="Lorex", model=None),
+        ],
+        [],
+    )
+    text = render_survey(doc)
+    assert "Equipment from vendors of security or ethical concern: 3" in text
+    assert "  camera: 1" in text and "  recorder (NVR/DVR): 1" in text
+    assert "  Hikvision: 2" in text and "  Dahua: 1" in text
+    assert "  Lorex (made by Dahua): 198.51.100.5" in text
+
+
+def test_filters_by_since_and_cidr() -> None:
+    from scanner.report import filter_devices
+
+    devices = [
+        _device(last_seen="2026-11-20T00:00:00Z"),
+        _device(ip="10.0.0.1", last_seen="2026-11-22T01:00:00Z"),
+    ]
+    assert [d["ip"] for d in filter_devices(devices, since="2026-11-21")] == ["10.0.0.1"]
+    assert [d["ip"] for d in filter_devices(devices, cidrs=["192.0.2.0/24"])] == ["192.0.2.10"]
