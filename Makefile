@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-DEB_PACKAGES := iproute2 ieee-data
+DEB_PACKAGES := iproute2 ieee-data chromium
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: deps demo test lint bench clean
