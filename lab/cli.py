@@ -46,8 +46,30 @@ def cmd_up(args: argparse.Namespace) -> int:
         f"  scanner: netns {lab.scanner_ns}, {lab.scanner_iface} {lab.scanner_ip} {lab.scanner_mac}"
     )
     print(f"  network: {lab.cidr}, {len(lab.devices)} devices")
+    for line in _topology(lab):
+        print(f"  {line}")
     print("  use it:  python -m lab run -- CMD [ARGS...]")
     return 0
+
+
+def _topology(lab: Lab) -> list[str]:
+    """Segments and routers, for labs that have more than the one LAN."""
+    if len(lab.segments) == 1 and not lab.routers:
+        return []
+    ifaces = lab.scanner_ifaces
+    lines = []
+    for seg in lab.segments:
+        where = f"scanner {ifaces[seg.name]} {seg.scanner_ip}" if seg.name in ifaces else "routed"
+        count = sum(1 for d in lab.devices if d.segment == seg.name)
+        lines.append(f"segment {seg.name:<10} {seg.cidr:<18} {lab.bridge(seg.name):<5} {where}")
+        lines[-1] += f", {count} devices"
+    for router in lab.routers:
+        legs = " ".join(
+            f"{lab.router_iface(router.name, i.segment)}={i.segment}:{i.ip}"
+            for i in router.interfaces
+        )
+        lines.append(f"router  {router.name:<10} {lab.router_ns(router.name)}  {legs}")
+    return lines
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -80,9 +102,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"  scanner:    netns {lab.scanner_ns}, {lab.scanner_iface} {lab.scanner_ip}", end="")
     print(f" {lab.scanner_mac}")
     print(f"  network:    {lab.cidr}")
+    if lab.scenario.network.scanner_gateway:
+        print(f"  gateway:    {lab.scenario.network.scanner_gateway}")
+    for line in _topology(lab):
+        print(f"  {line}")
     for dev in lab.devices:
         svcs = ", ".join(f"{s.kind}/{s.port}" for s in dev.services) or "-"
-        print(f"  {dev.name:<16} {dev.ip:<15} {dev.mac}  {lab.device_ns(dev.name):<22} {svcs}")
+        seg = "" if len(lab.segments) == 1 else f" {dev.segment:<10}"
+        print(f"  {dev.name:<16}{seg} {dev.ip:<15} {dev.mac}  {lab.device_ns(dev.name):<22} {svcs}")
     return 0 if alive else 1
 
 
@@ -113,7 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("up", help="build a lab and leave it running")
     p.add_argument("scenario", help="name in lab/scenarios/ (e.g. foundation) or a .toml path")
     p.set_defaults(func=cmd_up)
-    p = sub.add_parser("run", help="run CMD in the scanner namespace (env LAB_IFACE, LAB_CIDR)")
+    p = sub.add_parser(
+        "run",
+        help="run CMD in the scanner namespace (env LAB_IFACE, LAB_CIDR, LAB_IFACES, LAB_CIDRS)",
+    )
     p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("status", help="show the running lab")

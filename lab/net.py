@@ -1,10 +1,14 @@
-"""Build and tear down the simulated LAN: namespaces, a bridge, veth pairs.
+"""Build and tear down the simulated network: namespaces, bridges, veth pairs.
 
 Layout for prefix ``scnlab-<pid>`` (the PID of the process that owns the run):
 
-    scnlab-<pid>-sw     bridge br0; ports "scan" and d001, d002, ...
-    scnlab-<pid>-scan   lab0 = scenario scanner IP/MAC   (the scanner under test)
-    scnlab-<pid>-d001   eth0 = device 1's IP/MAC         (one per device)
+    scnlab-<pid>-sw     one bridge per segment: br0 ("lan"), br1, br2, ...
+                        ports "scan", "scan1", ... (scanner), d001, ... (devices),
+                        r01e0, r01e1, ... (router 1's interfaces)
+    scnlab-<pid>-scan   lab0 = scenario scanner IP/MAC on "lan"   (the scanner under test)
+                        lab1, lab2, ... on segments that set a scanner_ip
+    scnlab-<pid>-d001   eth0 = device 1's IP/MAC on its segment   (one per device)
+    scnlab-<pid>-r01    eth0, eth1, ... = router 1's interfaces    (ip_forward=1 here only)
 
 Every veth pair is created from inside the switch namespace with its peer
 placed straight into the other lab namespace, so nothing is ever attached to
@@ -27,15 +31,23 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from lab.netns import NETNS_RUN_DIR, netns
 from lab.responders.base import DEVICE_IFACE
-from lab.scenario import DeviceSpec, Scenario, load_scenario
+from lab.scenario import (
+    PRIMARY_SEGMENT,
+    DeviceSpec,
+    RouterSpec,
+    Scenario,
+    SegmentSpec,
+    load_scenario,
+)
 from lab.state import (
     PREFIX_ROOT,
     RunState,
@@ -48,8 +60,13 @@ from lab.state import (
 log = logging.getLogger("lab")
 
 SCANNER_IFACE = "lab0"
-BRIDGE = "br0"
+BRIDGE = "br0"  # the primary segment's bridge; others are br1, br2, ...
 MAX_DEVICES = 1000  # a Linux bridge takes 1024 ports
+MAX_ROUTERS = 16
+# Devices get static entries for every other device on their segment up to this
+# many hosts; above it only for the scanner and routers (n² entries cost ~20 µs
+# each to add: a 250-device mesh would double the build time).
+NEIGH_MESH_MAX = 64
 READY_TIMEOUT = 60.0  # responder start-up; 250 devices take well under a second
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _PREFIX_RE = re.compile(r"^scnlab-[a-z0-9][a-z0-9-]{0,40}$")
@@ -114,8 +131,15 @@ def ip_batch(lines: Sequence[str], ns: str | None = None, *, force: bool = False
 
 def delete_netns(names: Sequence[str]) -> None:
     existing = [n for n in names if (NETNS_RUN_DIR / n).exists()]
-    if existing:
+    if not existing:
+        return
+    try:
         ip_batch([f"netns del {n}" for n in existing], force=True)
+    except LabError:
+        # Another process's cleanup may have removed some first; only what is
+        # still there is a failure.
+        if any((NETNS_RUN_DIR / n).exists() for n in existing):
+            raise
 
 
 def stop_process(pid: int | None, tag: str, timeout: float = 3.0) -> None:
@@ -173,8 +197,35 @@ def _in_thread(fn: Callable[[], None]) -> None:
         raise errors[0]
 
 
+@dataclass(frozen=True, slots=True)
+class _Host:
+    """One interface on a segment: who owns it, and what others need to reach it."""
+
+    ns: str
+    iface: str
+    ip: str
+    mac: str
+    role: str  # "scanner", "device" or "router"
+
+
+def _run_batches(jobs: Iterable[tuple[str, list[str]]]) -> None:
+    """``ip -n NS -batch`` per namespace, in parallel."""
+    todo = [(ns, lines) for ns, lines in jobs if lines]
+    if not todo:
+        return
+    with ThreadPoolExecutor(max_workers=min(32, len(todo))) as pool:
+        for fut in [pool.submit(ip_batch, lines, ns) for ns, lines in todo]:
+            fut.result()
+
+
+def _write_sysctl(path: str, value: str) -> None:
+    knob = Path("/proc/sys") / path
+    if knob.exists():
+        knob.write_text(value)
+
+
 class Lab:
-    """One simulated LAN. Use as a context manager; ``down()`` never raises."""
+    """One simulated network. Use as a context manager; ``down()`` never raises."""
 
     scanner_iface = SCANNER_IFACE
 
@@ -188,6 +239,8 @@ class Lab:
         self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         if len(self.scenario.devices) > MAX_DEVICES:
             raise LabError(f"{len(self.scenario.devices)} devices: at most {MAX_DEVICES}")
+        if len(self.scenario.routers) > MAX_ROUTERS:
+            raise LabError(f"{len(self.scenario.routers)} routers: at most {MAX_ROUTERS}")
         self.prefix = prefix or new_prefix()
         if not _PREFIX_RE.match(self.prefix):
             raise LabError(f"prefix {self.prefix!r} must match {_PREFIX_RE.pattern}")
@@ -196,6 +249,13 @@ class Lab:
         self.scanner_ns = f"{self.prefix}-scan"
         self._ports = {d.name: f"d{i:03d}" for i, d in enumerate(self.scenario.devices, 1)}
         self._device_ns = {name: f"{self.prefix}-{port}" for name, port in self._ports.items()}
+        self._bridges = {s.name: f"br{i}" for i, s in enumerate(self.scenario.all_segments)}
+        self._scanner_ifaces: dict[str, str] = {}
+        for seg in self.scenario.all_segments:
+            if seg.scanner_ip:
+                self._scanner_ifaces[seg.name] = f"lab{len(self._scanner_ifaces)}"
+        self._router_ids = {r.name: f"r{i:02d}" for i, r in enumerate(self.scenario.routers, 1)}
+        self._router_ns = {name: f"{self.prefix}-{rid}" for name, rid in self._router_ids.items()}
         self._responder: subprocess.Popen[str] | None = None
         self.responder_pid: int | None = None
         self.is_up = False
@@ -211,6 +271,15 @@ class Lab:
         return list(self.scenario.devices)
 
     @property
+    def routers(self) -> list[RouterSpec]:
+        return list(self.scenario.routers)
+
+    @property
+    def segments(self) -> list[SegmentSpec]:
+        """Every segment, "lan" (the ``[network]`` table) first."""
+        return list(self.scenario.all_segments)
+
+    @property
     def cidr(self) -> str:
         return self.scenario.network.cidr
 
@@ -223,8 +292,31 @@ class Lab:
         return self.scenario.network.scanner_mac
 
     @property
+    def scanner_ifaces(self) -> dict[str, str]:
+        """Segment name -> the scanner's interface on it ("lan" -> "lab0")."""
+        return dict(self._scanner_ifaces)
+
+    @property
     def namespaces(self) -> list[str]:
-        return [self.switch_ns, self.scanner_ns, *self._device_ns.values()]
+        return [
+            self.switch_ns,
+            self.scanner_ns,
+            *self._device_ns.values(),
+            *self._router_ns.values(),
+        ]
+
+    def segment_cidr(self, name: str) -> str:
+        try:
+            return self.scenario.segment_cidr(name)
+        except KeyError:
+            raise KeyError(f"no segment named {name!r} in this lab") from None
+
+    def bridge(self, segment: str) -> str:
+        """The segment's bridge in the switch namespace (sniff there to see all of it)."""
+        try:
+            return self._bridges[segment]
+        except KeyError:
+            raise KeyError(f"no segment named {segment!r} in this lab") from None
 
     def device(self, name: str) -> DeviceSpec:
         return self.scenario.device(name)
@@ -235,9 +327,30 @@ class Lab:
         except KeyError:
             raise KeyError(f"no device named {name!r} in this lab") from None
 
+    def router(self, name: str) -> RouterSpec:
+        return self.scenario.router(name)
+
+    def router_ns(self, name: str) -> str:
+        try:
+            return self._router_ns[name]
+        except KeyError:
+            raise KeyError(f"no router named {name!r} in this lab") from None
+
+    def router_iface(self, router: str, segment: str) -> str:
+        """The router's interface on ``segment`` inside its namespace: eth0, eth1, ..."""
+        spec = self.router(router)
+        for j, iface in enumerate(spec.interfaces):
+            if iface.segment == segment:
+                return f"eth{j}"
+        raise KeyError(f"router {router!r} has no interface on segment {segment!r}")
+
     def __repr__(self) -> str:
         state = "up" if self.is_up else "down"
-        return f"<Lab {self.prefix} {self.scenario.name} {len(self._device_ns)} devices {state}>"
+        extra = ""
+        if self.scenario.segments or self.scenario.routers:
+            extra = f" {len(self._bridges)} segments {len(self._router_ns)} routers"
+        devices = f"{len(self._device_ns)} devices"
+        return f"<Lab {self.prefix} {self.scenario.name} {devices}{extra} {state}>"
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -304,67 +417,172 @@ class Lab:
         self.is_up = False
 
     def _quiet_ipv6(self) -> None:
-        """No link-local addresses, DAD, MLD or RS noise on the lab wire.
+        """No IPv6 noise on the lab wire; IPv4 forwarding in routers only.
 
         Set before any veth exists so "default" covers them too; these are the
-        lab namespaces' own sysctls, the host's are never touched.
+        lab namespaces' own sysctls, the host's are never touched. Forwarding is
+        written either way: a new namespace copies the host's IPv4 settings,
+        and a host that forwards must not turn the scanner into a router.
         """
+        routers = set(self._router_ns.values())
         for ns in self.namespaces:
             with netns(ns):
                 for scope in ("all", "default"):
-                    knob = Path(f"/proc/sys/net/ipv6/conf/{scope}/disable_ipv6")
-                    if knob.exists():
-                        knob.write_text("1")
+                    _write_sysctl(f"net/ipv6/conf/{scope}/disable_ipv6", "1")
+                if ns in routers:
+                    _write_sysctl("net/ipv4/ip_forward", "1")
+                    for scope in ("all", "default"):
+                        # ARP answers only for the asking interface's own address,
+                        # and no ICMP redirects: a quiet, predictable router.
+                        _write_sysctl(f"net/ipv4/conf/{scope}/arp_ignore", "1")
+                        _write_sysctl(f"net/ipv4/conf/{scope}/arp_announce", "2")
+                        _write_sysctl(f"net/ipv4/conf/{scope}/send_redirects", "0")
+                else:
+                    _write_sysctl("net/ipv4/ip_forward", "0")
 
     def _wire(self) -> None:
-        """The switch: a bridge that floods multicast, one veth port per host."""
-        lines = [
-            "link set lo up",
-            f"link add {BRIDGE} type bridge forward_delay 0 stp_state 0 mcast_snooping 0",
-            f"link set {BRIDGE} up",
-            f"link add scan type veth peer name {SCANNER_IFACE} address {self.scanner_mac}"
-            f" netns {self.scanner_ns}",
-            f"link set scan master {BRIDGE} up",
-        ]
+        """The switch: one bridge per segment that floods multicast, one veth port per host."""
+        lines = ["link set lo up"]
+        for br in self._bridges.values():
+            lines += [
+                f"link add {br} type bridge forward_delay 0 stp_state 0 mcast_snooping 0",
+                f"link set {br} up",
+            ]
+        for seg in self.scenario.all_segments:
+            if seg.name not in self._scanner_ifaces:
+                continue
+            iface = self._scanner_ifaces[seg.name]
+            port = "scan" if iface == SCANNER_IFACE else f"scan{iface[3:]}"
+            lines += [
+                f"link add {port} type veth peer name {iface} address {seg.scanner_mac}"
+                f" netns {self.scanner_ns}",
+                f"link set {port} master {self._bridges[seg.name]} up",
+            ]
         for dev in self.scenario.devices:
             port = self._ports[dev.name]
             lines += [
                 f"link add {port} type veth peer name {DEVICE_IFACE} address {dev.mac}"
                 f" netns {self._device_ns[dev.name]}",
-                f"link set {port} master {BRIDGE} up",
+                f"link set {port} master {self._bridges[dev.segment]} up",
             ]
+        for router in self.scenario.routers:
+            rid = self._router_ids[router.name]
+            for j, ri in enumerate(router.interfaces):
+                lines += [
+                    f"link add {rid}e{j} type veth peer name eth{j} address {ri.mac}"
+                    f" netns {self._router_ns[router.name]}",
+                    f"link set {rid}e{j} master {self._bridges[ri.segment]} up",
+                ]
         ip_batch(lines, self.switch_ns)
 
-    def _host_lines(self, iface: str, ip: str) -> list[str]:
-        plen = ipaddress.IPv4Network(self.cidr).prefixlen
+    def _segment_hosts(self, scenario: Scenario | None = None) -> dict[str, list[_Host]]:
+        """Every interface on every segment, as the neighbour entries need them."""
+        scenario = scenario or self.scenario
+        hosts: dict[str, list[_Host]] = {s.name: [] for s in scenario.all_segments}
+        for seg in scenario.all_segments:
+            if seg.scanner_ip and seg.scanner_mac:
+                iface = self._scanner_ifaces[seg.name]
+                hosts[seg.name].append(
+                    _Host(self.scanner_ns, iface, seg.scanner_ip, seg.scanner_mac, "scanner")
+                )
+        for router in scenario.routers:
+            for j, ri in enumerate(router.interfaces):
+                hosts[ri.segment].append(
+                    _Host(self._router_ns[router.name], f"eth{j}", ri.ip, ri.mac, "router")
+                )
+        for dev in scenario.devices:
+            hosts[dev.segment].append(
+                _Host(self._device_ns[dev.name], DEVICE_IFACE, dev.ip, dev.mac, "device")
+            )
+        return hosts
+
+    @staticmethod
+    def _neigh_lines(me: _Host, others: Iterable[_Host]) -> list[str]:
+        # Static entries: routers and devices do not ARP for each other, so the
+        # wire carries only the scanner's own ARP traffic, and the kernel's
+        # neighbour table, shared by every namespace (gc_thresh3 = 1024 dynamic
+        # entries; permanent ones are not counted), is left to the scanner.
         return [
-            f"addr add {ip}/{plen} brd + dev {iface}",
-            f"link set {iface} up",
-            # A real LAN's default route would carry multicast and limited
-            # broadcast; these are the lab-only equivalent: they point at the
-            # namespace's one interface, and there is no default route.
+            f"neigh replace {h.ip} lladdr {h.mac} dev {me.iface} nud permanent"
+            for h in others
+            if h.ns != me.ns
+        ]
+
+    def _addr_lines(self, iface: str, ip: str, segment: str) -> list[str]:
+        plen = ipaddress.IPv4Network(self.scenario.segment_cidr(segment)).prefixlen
+        return [f"addr add {ip}/{plen} brd + dev {iface}", f"link set {iface} up"]
+
+    @staticmethod
+    def _mcast_lines(iface: str) -> list[str]:
+        # A real LAN's default route would carry multicast and limited
+        # broadcast; these are the lab-only equivalent: they point at the
+        # namespace's first interface, whether or not it has a default route.
+        return [
             f"route replace 224.0.0.0/4 dev {iface}",
             f"route replace 255.255.255.255/32 dev {iface}",
         ]
 
-    def _device_lines(self, dev: DeviceSpec) -> list[str]:
-        # Static entry: devices never ARP for the scanner, so the wire carries
-        # only the scanner's own ARP traffic.
-        return [
-            *self._host_lines(DEVICE_IFACE, dev.ip),
-            f"neigh replace {self.scanner_ip} lladdr {self.scanner_mac} dev {DEVICE_IFACE}"
-            " nud permanent",
-        ]
+    def _host_lines(self, iface: str, ip: str, segment: str = PRIMARY_SEGMENT) -> list[str]:
+        return [*self._addr_lines(iface, ip, segment), *self._mcast_lines(iface)]
+
+    def _device_lines(
+        self, dev: DeviceSpec, hosts: dict[str, list[_Host]] | None = None
+    ) -> list[str]:
+        hosts = self._segment_hosts() if hosts is None else hosts
+        me = _Host(self._device_ns[dev.name], DEVICE_IFACE, dev.ip, dev.mac, "device")
+        lines = self._host_lines(DEVICE_IFACE, dev.ip, dev.segment)
+        if dev.gateway:
+            lines.append(f"route replace default via {dev.gateway} dev {DEVICE_IFACE}")
+        return lines + self._neigh_lines(me, self._device_peers(hosts[dev.segment]))
+
+    @staticmethod
+    def _device_peers(segment_hosts: list[_Host]) -> list[_Host]:
+        """Whom a device on this segment gets static neighbour entries for."""
+        if len(segment_hosts) <= NEIGH_MESH_MAX:
+            return segment_hosts
+        return [h for h in segment_hosts if h.role != "device"]
+
+    def _scanner_lines(self) -> list[str]:
+        lines = ["link set lo up"]
+        for seg in self.scenario.all_segments:
+            if seg.scanner_ip:
+                lines += self._addr_lines(self._scanner_ifaces[seg.name], seg.scanner_ip, seg.name)
+        lines += self._mcast_lines(SCANNER_IFACE)
+        gateway = self.scenario.network.scanner_gateway
+        if gateway:
+            lines.append(f"route replace default via {gateway} dev {SCANNER_IFACE}")
+        return lines
+
+    def _router_lines(self, router: RouterSpec, hosts: dict[str, list[_Host]]) -> list[str]:
+        ns = self._router_ns[router.name]
+        lines = ["link set lo up"]
+        for j, ri in enumerate(router.interfaces):
+            lines += self._addr_lines(f"eth{j}", ri.ip, ri.segment)
+        lines += self._mcast_lines("eth0")
+        if router.gateway:
+            seg = next(
+                ri.segment
+                for r in self.scenario.routers
+                for ri in r.interfaces
+                if ri.ip == router.gateway
+            )
+            via = self.router_iface(router.name, seg)
+            lines.append(f"route replace default via {router.gateway} dev {via}")
+        for j, ri in enumerate(router.interfaces):
+            me = _Host(ns, f"eth{j}", ri.ip, ri.mac, "router")
+            lines += self._neigh_lines(me, hosts[ri.segment])
+        return lines
 
     def _configure(self) -> None:
-        jobs: list[tuple[str, list[str]]] = [
-            (self.scanner_ns, ["link set lo up", *self._host_lines(SCANNER_IFACE, self.scanner_ip)])
-        ]
+        hosts = self._segment_hosts()
+        jobs: list[tuple[str, list[str]]] = [(self.scanner_ns, self._scanner_lines())]
         for dev in self.scenario.devices:
-            jobs.append((self._device_ns[dev.name], ["link set lo up", *self._device_lines(dev)]))
-        with ThreadPoolExecutor(max_workers=min(32, len(jobs))) as pool:
-            for fut in [pool.submit(ip_batch, lines, ns) for ns, lines in jobs]:
-                fut.result()
+            jobs.append(
+                (self._device_ns[dev.name], ["link set lo up", *self._device_lines(dev, hosts)])
+            )
+        for router in self.scenario.routers:
+            jobs.append((self._router_ns[router.name], self._router_lines(router, hosts)))
+        _run_batches(jobs)
 
     def _start_responders(self) -> None:
         st = self._state()
@@ -378,6 +596,14 @@ class Lab:
                     "services": [s.to_dict() for s in dev.services],
                 }
                 for dev in self.scenario.devices
+            ]
+            + [  # a router runs services the same way: "eth0" is its first interface
+                {
+                    "name": router.name,
+                    "netns": self._router_ns[router.name],
+                    "services": [s.to_dict() for s in router.services],
+                }
+                for router in self.scenario.routers
             ],
         }
         spec_path, log_path = st.files()[1], st.files()[2]
@@ -456,6 +682,7 @@ class Lab:
             scanner_ns=self.scanner_ns,
             switch_ns=self.switch_ns,
             device_ns=dict(self._device_ns),
+            router_ns=dict(self._router_ns),
             responder_pid=self.responder_pid,
             up=self.is_up,
             created=self._created,
@@ -471,6 +698,8 @@ class Lab:
         source = data.pop("source", "<state>")
         lab = cls(Scenario.from_dict(data, source=source), prefix=st.prefix, detached=st.detached)
         lab._device_ns = dict(st.device_ns)
+        if st.router_ns:
+            lab._router_ns = dict(st.router_ns)
         lab.responder_pid = st.responder_pid
         lab.is_up = st.up
         lab._created = st.created
@@ -483,6 +712,9 @@ class Lab:
     def env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
         """Environment for commands in the scanner namespace.
 
+        ``LAB_IFACE``/``LAB_CIDR`` are the primary segment's; ``LAB_IFACES`` lists
+        the scanner's interfaces (lab0 first) and ``LAB_CIDRS`` every segment's
+        cidr ("lan" first), including segments reached only through a router.
         Proxy variables are dropped: no proxy is reachable from inside the lab.
         """
         env = dict(os.environ if base is None else base)
@@ -492,6 +724,8 @@ class Lab:
         env.update(
             LAB_IFACE=SCANNER_IFACE,
             LAB_CIDR=self.cidr,
+            LAB_IFACES=" ".join(self._scanner_ifaces.values()),
+            LAB_CIDRS=" ".join(s.cidr for s in self.scenario.all_segments),
             LAB_SCANNER_IP=self.scanner_ip,
             LAB_NETNS=self.scanner_ns,
         )
@@ -511,10 +745,29 @@ class Lab:
     ) -> subprocess.CompletedProcess[str]:
         return self._run(self.device_ns(name), argv, kwargs)
 
+    def run_in_router(
+        self, name: str, argv: Sequence[str], **kwargs: Any
+    ) -> subprocess.CompletedProcess[str]:
+        return self._run(self.router_ns(name), argv, kwargs)
+
     def popen_in_scanner(self, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[str]:
+        return self._popen(self.scanner_ns, argv, kwargs)
+
+    def popen_in_device(
+        self, name: str, argv: Sequence[str], **kwargs: Any
+    ) -> subprocess.Popen[str]:
+        return self._popen(self.device_ns(name), argv, kwargs)
+
+    def popen_in_router(
+        self, name: str, argv: Sequence[str], **kwargs: Any
+    ) -> subprocess.Popen[str]:
+        """A long-running command in the router, e.g. a sniffer on ``router_iface``."""
+        return self._popen(self.router_ns(name), argv, kwargs)
+
+    def _popen(self, ns: str, argv: Sequence[str], kwargs: dict[str, Any]) -> subprocess.Popen[str]:
         kwargs.setdefault("text", True)
         kwargs["env"] = self.env(kwargs.get("env"))
-        return subprocess.Popen(self.exec_argv(argv), **kwargs)
+        return subprocess.Popen(self.exec_argv(argv, ns), **kwargs)
 
     def _run(
         self, ns: str, argv: Sequence[str], kwargs: dict[str, Any]
@@ -528,11 +781,31 @@ class Lab:
         """Move a device to a new address (same MAC), as a DHCP renumbering would.
 
         Its services keep answering: responders listen on the wildcard address.
+        The other hosts on its segment get their static neighbour entry moved;
+        the scanner's ARP cache is left as a real one would be.
         """
+        old = self.device(name)
         moved = self.scenario.with_device_ip(name, ip)  # validates range and clashes
         dev = moved.device(name)
+        hosts = self._segment_hosts(moved)
+        me = self._device_ns[name]
         # Dropping the last address also drops the device's routes and neighbours.
-        ip_batch([f"addr flush dev {DEVICE_IFACE}", *self._device_lines(dev)], self.device_ns(name))
+        jobs = [(me, [f"addr flush dev {DEVICE_IFACE}", *self._device_lines(dev, hosts)])]
+        peers = hosts[dev.segment]
+        if len(peers) > NEIGH_MESH_MAX:  # only routers hold entries for every device
+            peers = [h for h in peers if h.role == "router"]
+        for h in peers:
+            if h.ns != me and h.role != "scanner":
+                jobs.append(
+                    (
+                        h.ns,
+                        [
+                            f"neigh replace {dev.ip} lladdr {dev.mac} dev {h.iface} nud permanent",
+                            f"neigh del {old.ip} dev {h.iface}",
+                        ],
+                    )
+                )
+        _run_batches(jobs)
         self.scenario = moved
         if self.is_up:
             self._save_state()

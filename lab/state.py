@@ -64,6 +64,7 @@ class RunState:
     scanner_ns: str
     switch_ns: str
     device_ns: dict[str, str]
+    router_ns: dict[str, str] = field(default_factory=dict)
     responder_pid: int | None = None
     up: bool = False
     created: float = 0.0
