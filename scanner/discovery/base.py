@@ -50,6 +50,11 @@ class Budget:
         self.sent: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()
 
+    def refund(self, host: str, packets: int) -> None:
+        """Give back what was charged but never sent (a refused connect is one SYN)."""
+        with self._lock:
+            self.sent[host] = max(0, self.sent[host] - packets)
+
     def take(self, host: str | None, packets: int = 1) -> bool:
         with self._lock:
             if host is not None:
@@ -137,9 +142,14 @@ class ProbeContext:
         request the caller will write; ACKs of the reply are not counted.
         """
         self.check(ip)
-        if not self.budget.take(ip, TCP_CONNECT_PACKETS + requests):
+        charged = TCP_CONNECT_PACKETS + requests
+        if not self.budget.take(ip, charged):
             raise ScopeError(f"per-host packet budget spent for {ip}")
-        return socket.create_connection((ip, port), timeout=timeout or self.timeout)
+        try:
+            return socket.create_connection((ip, port), timeout=timeout or self.timeout)
+        except ConnectionRefusedError:
+            self.budget.refund(ip, charged - 1)  # only the SYN went out
+            raise
 
 
 def recv_until(
