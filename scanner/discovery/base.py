@@ -82,7 +82,8 @@ class ProbeContext:
     interfaces: Sequence[InterfaceInfo]
     budget: Budget
     timeout: float = 2.0  # seconds per reply, per probe
-    credentials: dict[str, tuple[str, str]] = field(default_factory=dict)  # cidr -> (user, pw)
+    # cidr -> (user, password); never printed, logged or stored
+    credentials: dict[str, tuple[str, str]] = field(default_factory=dict, repr=False)
 
     def check(self, ip: str | IPv4Address) -> None:
         """Refuse any unicast destination outside the scope; called before every send."""
