@@ -134,6 +134,14 @@ class FingerprintDB:
     clouds: tuple[CloudEndpoint, ...] = ()
     _aliases: dict[str, str] = field(default_factory=dict, repr=False)
     _rules_by_field: dict[str, tuple[Rule, ...]] = field(default_factory=dict, repr=False)
+    _by_name: dict[str, Vendor] = field(default_factory=dict, repr=False)
+    # Memos: a network repeats the same banners and registrants across hundreds of
+    # devices and every scan; matching each distinct string once keeps identify cheap.
+    _registrant_memo: dict[str, Vendor | None] = field(default_factory=dict, repr=False)
+    _name_memo: dict[str, Vendor | None] = field(default_factory=dict, repr=False)
+    _match_memo: dict[tuple[str, str], tuple[tuple[Rule, str | None], ...]] = field(
+        default_factory=dict, repr=False
+    )
 
     def __post_init__(self) -> None:
         for v in self.vendors.values():
@@ -144,9 +152,19 @@ class FingerprintDB:
             for f in r.fields:
                 by_field.setdefault(f, []).append(r)
         self._rules_by_field.update({k: tuple(v) for k, v in by_field.items()})
+        for v in self.vendors.values():
+            self._by_name.setdefault(v.id, v)
+            self._by_name.setdefault(v.name, v)
 
     def resolve_name(self, name: str) -> Vendor | None:
         """The vendor a manufacturer string names, by alias, else by its first words."""
+        if name in self._name_memo:
+            return self._name_memo[name]
+        found = self._resolve_name(name)
+        _remember(self._name_memo, name, found)
+        return found
+
+    def _resolve_name(self, name: str) -> Vendor | None:
         key = name_key(name)
         if key in _GENERIC_NAMES:
             return None
@@ -160,16 +178,40 @@ class FingerprintDB:
         return self.vendors.get(vid) if vid else None
 
     def vendor_for_registrant(self, registrant: str) -> Vendor | None:
-        for v in self.vendors.values():
-            if v.registrant is not None and v.registrant.search(registrant):
-                return v
-        return None
+        if registrant in self._registrant_memo:
+            return self._registrant_memo[registrant]
+        found = next(
+            (
+                v
+                for v in self.vendors.values()
+                if v.registrant is not None and v.registrant.search(registrant)
+            ),
+            None,
+        )
+        _remember(self._registrant_memo, registrant, found)
+        return found
 
     def vendor_by_name(self, name: str) -> Vendor | None:
-        for v in self.vendors.values():
-            if name in (v.name, v.id):
-                return v
-        return None
+        return self._by_name.get(name)
+
+    def matches(self, key: str, value: str) -> tuple[tuple[Rule, str | None], ...]:
+        """Rules for `key` whose regex finds `value`, with what each captured."""
+        memo_key = (key, value)
+        hit = self._match_memo.get(memo_key)
+        if hit is not None:
+            return hit
+        found = []
+        for rule in self.rules_for(key):
+            m = rule.regex.search(value)
+            if m is None:
+                continue
+            captured = None
+            if rule.capture:
+                captured = _clip((m.groupdict().get(rule.capture) or m.group(0)).strip(), 120)
+            found.append((rule, captured))
+        out = tuple(found)
+        _remember(self._match_memo, memo_key, out)
+        return out
 
     def maker_of(self, vendor: Vendor) -> Vendor:
         """A brand's maker: its parent company, else itself."""
@@ -184,6 +226,15 @@ class FingerprintDB:
 
     def flags_of(self, vendor: Vendor) -> tuple[str, ...]:
         return vendor.flags or self.maker_of(vendor).flags
+
+
+_MEMO_MAX = 50_000  # entries per memo; hostile floods of distinct strings just reset it
+
+
+def _remember(memo: dict[Any, Any], key: Any, value: Any) -> None:
+    if len(memo) >= _MEMO_MAX:
+        memo.clear()
+    memo[key] = value
 
 
 # ------------------------------------------------------------------ loading
@@ -399,9 +450,9 @@ def identify(
             evidence.append(ev)
             if vendor is not None:
                 brand_claims.append(_Claim(vendor.id, weight, ev))
-                maker = db.maker_of(vendor)
-                if vendor.kind == "maker" or maker.id != vendor.id:
-                    maker_claims.append(_Claim(maker.id, weight, ev))
+                parent = db.maker_of(vendor)
+                if vendor.kind == "maker" or parent.id != vendor.id:
+                    maker_claims.append(_Claim(parent.id, weight, ev))
                 elif len(vendor.oem_of) == 1:  # a relabel brand: its usual OEM, weakly
                     oem_ev = Evidence(
                         src, "manufacturer", _clip(manufacturer), f"brand-oem:{vendor.id}"
@@ -517,20 +568,13 @@ def _apply_rules(
     models: list[tuple[int, str]],
     firmwares: list[tuple[int, str]],
 ) -> None:
-    for rule in db.rules_for(key):
-        m = rule.regex.search(value)
-        if m is None:
-            continue
+    for rule, captured in db.matches(key, value):
         ev = Evidence(src, key, _clip(value), rule.id)
         maker_claims.append(_Claim(rule.maker, rule.strength, ev))
         if rule.brand:
             brand_claims.append(_Claim(rule.brand, rule.strength, ev))
-        if rule.capture:
-            groups = m.groupdict()
-            captured = (groups.get(rule.capture) or m.group(0)).strip()
-            (models if rule.capture == "model" else firmwares).append(
-                (rule.strength - 1, _clip(captured, 120))
-            )
+        if captured is not None:
+            (models if rule.capture == "model" else firmwares).append((rule.strength - 1, captured))
 
 
 def _decide(claims: Sequence[_Claim], db: FingerprintDB) -> tuple[str | None, int, list[str]]:
