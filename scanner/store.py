@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,6 +142,22 @@ def m002_identities(db: Database) -> None:
     db.execute("CREATE INDEX devices_uuid ON devices(uuid)")
 
 
+@migrations()
+def m004_alerts_outbox(db: Database) -> None:
+    """The alert outbox: kinds, bundles (summary, digest, overflow) and an HTML part.
+
+    status: queued (waits for a digest) -> pending (to send; next_attempt_at is
+    the back-off) -> sending (claimed; next_attempt_at is the claim's lease)
+    -> sent. bundled: carried by the mail `parent_id`, which is sent instead.
+    """
+    db.execute("ALTER TABLE alerts ADD COLUMN kind TEXT NOT NULL DEFAULT 'finding'")
+    db.execute("ALTER TABLE alerts ADD COLUMN html TEXT NOT NULL DEFAULT ''")
+    db.execute("ALTER TABLE alerts ADD COLUMN parent_id INTEGER REFERENCES alerts(id)")
+    db.execute("CREATE INDEX alerts_status ON alerts(status, next_attempt_at)")
+    db.execute("CREATE INDEX alerts_parent ON alerts(parent_id)")
+    db.execute("CREATE INDEX findings_device ON findings(device_id)")
+
+
 @dataclass(slots=True)
 class DeviceRecord:
     """One merged device of a scan, with what matching and policy made of it."""
@@ -220,8 +236,14 @@ class Store:
 
     # ------------------------------------------------------------------ writes
 
-    def record_scan(self, scan: ScanRecord) -> int:
-        """Write one complete scan in one transaction; returns the scan id."""
+    def record_scan(self, scan: ScanRecord, *, findings_for: FindingsHook | None = None) -> int:
+        """Write one complete scan in one transaction; returns the scan id.
+
+        `findings_for(store, scan_id, scan, changes)` runs inside the same
+        transaction, `changes` pairing each device's row from before the scan
+        (None: never seen) with its record, so a scan is never recorded without
+        its findings and alerts, nor they without it.
+        """
         with self._tx():
             cur = self.db.execute(
                 """INSERT INTO scans (started_at, finished_at, status, interfaces, cidrs,
@@ -238,9 +260,14 @@ class Store:
                 ],
             )
             scan_id = int(cur.lastrowid or 0)
+            changes: list[tuple[dict[str, Any] | None, DeviceRecord]] = []
             for dev in scan.devices:
+                before = self._device_row(self._existing_id(dev)) if findings_for else None
                 self._upsert_device(scan_id, scan.finished_at, dev)
+                changes.append((before, dev))
             self._insert_observations(scan_id, None, scan.stray)
+            if findings_for is not None:
+                findings_for(self, scan_id, scan, changes)
         return scan_id
 
     def _existing_id(self, dev: DeviceRecord) -> str:
@@ -345,6 +372,76 @@ class Store:
             ],
         )
 
+    def upsert_connections(self, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Merge one capture's flows into `connections`, in one transaction.
+
+        Each row has the report's CONNECTION_KEYS. A flow already stored
+        (same device_ip, dst_ip, dst_port, proto; a NULL port matches NULL)
+        widens its first/last_seen, adds its packets and bytes, keeps a known
+        name or country when this window had none, and takes the new class
+        and vendor. Returns the rows that were not stored before.
+        """
+        new: list[dict[str, Any]] = []
+        with self._tx():
+            for r in rows:
+                old = next(
+                    iter(
+                        self.db.query(
+                            "SELECT id FROM connections WHERE device_ip = ? AND dst_ip = ? "
+                            "AND dst_port IS ? AND proto = ?",
+                            [r["device_ip"], r["dst_ip"], r["dst_port"], r["proto"]],
+                        )
+                    ),
+                    None,
+                )
+                if old is None:
+                    self.db.execute(
+                        """INSERT INTO connections (device_mac, device_ip, dst_ip, dst_port,
+                               proto, dst_name, dst_country, class, vendor, first_seen,
+                               last_seen, packets, bytes)
+                           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                        [
+                            r["device_mac"],
+                            r["device_ip"],
+                            r["dst_ip"],
+                            r["dst_port"],
+                            r["proto"],
+                            r["dst_name"],
+                            r["dst_country"],
+                            r["class"],
+                            r["vendor"],
+                            r["first_seen"],
+                            r["last_seen"],
+                            r["packets"],
+                            r["bytes"],
+                        ],
+                    )
+                    new.append(dict(r))
+                    continue
+                self.db.execute(
+                    """UPDATE connections SET
+                           device_mac = coalesce(?, device_mac),
+                           dst_name = coalesce(?, dst_name),
+                           dst_country = coalesce(?, dst_country),
+                           class = ?, vendor = ?,
+                           first_seen = min(first_seen, ?), last_seen = max(last_seen, ?),
+                           packets = packets + ?, bytes = bytes + ?
+                       WHERE id = ?""",
+                    [
+                        r["device_mac"],
+                        r["dst_name"],
+                        r["dst_country"],
+                        r["class"],
+                        r["vendor"],
+                        r["first_seen"],
+                        r["last_seen"],
+                        r["packets"],
+                        r["bytes"],
+                        old["id"],
+                    ],
+                )
+        return new
+
     # ------------------------------------------------------------------- reads
 
     def scans(self) -> list[dict[str, Any]]:
@@ -387,3 +484,227 @@ class Store:
 
     def integrity_ok(self) -> bool:
         return [tuple(r.values()) for r in self.db.query("PRAGMA integrity_check")] == [("ok",)]
+
+    # ------------------------------------------------ findings and alert outbox
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Several writes as one: all of them or none (nests)."""
+        with self._tx():
+            yield
+
+    def finding_keys(self, kind: str) -> set[str]:
+        return {r["key"] for r in self.db.query("SELECT key FROM findings WHERE kind = ?", [kind])}
+
+    def _device_row(self, device_id: str) -> dict[str, Any] | None:
+        return next(iter(self.db.query("SELECT * FROM devices WHERE id = ?", [device_id])), None)
+
+    def scans_between(self, after_id: int | None, before_id: int) -> list[dict[str, Any]]:
+        """Scans with after_id < id < before_id, cidrs decoded: who could have seen a device."""
+        rows = self.db.query(
+            "SELECT id, finished_at, cidrs FROM scans WHERE id > ? AND id < ? ORDER BY id",
+            [after_id or 0, before_id],
+        )
+        return [{**r, "cidrs": json.loads(r["cidrs"])} for r in rows]
+
+    def add_finding(
+        self,
+        *,
+        scan_id: int | None,
+        kind: str,
+        key: str,
+        device_id: str | None,
+        detail: Any,
+        now: str,
+    ) -> int | None:
+        """Record a finding: its id when the key is new, None when it was known already."""
+        with self._tx():
+            cur = self.db.execute(
+                """INSERT INTO findings
+                       (key, device_id, kind, first_seen, last_seen, scan_id, detail)
+                   VALUES (?, (SELECT id FROM devices WHERE id = ?), ?, ?, ?, ?, ?)
+                   ON CONFLICT(key) DO NOTHING""",
+                [key, device_id, kind, now, now, scan_id, _dumps(detail)],
+            )
+            if cur.rowcount == 1:
+                return int(cur.lastrowid or 0)
+            self.db.execute("UPDATE findings SET last_seen = ? WHERE key = ?", [now, key])
+        return None
+
+    def findings(self, kind: str | None = None) -> list[dict[str, Any]]:
+        sql, params = "SELECT * FROM findings", []
+        if kind is not None:
+            sql, params = sql + " WHERE kind = ?", [kind]
+        rows = list(self.db.query(sql + " ORDER BY id", params))
+        for r in rows:
+            r["detail"] = json.loads(r["detail"])
+        return rows
+
+    def add_alert(
+        self,
+        *,
+        kind: str,
+        subject: str,
+        body: str,
+        html: str,
+        created_at: str,
+        status: str = "pending",
+        finding_id: int | None = None,
+    ) -> int:
+        with self._tx():
+            cur = self.db.execute(
+                """INSERT INTO alerts (finding_id, created_at, subject, body, html, status, kind)
+                   VALUES (?, ?, ?, ?, ?, ?, ?)""",
+                [finding_id, created_at, subject, body, html, status, kind],
+            )
+        return int(cur.lastrowid or 0)
+
+    def alerts(
+        self,
+        *,
+        status: str | None = None,
+        parent_id: int | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Outbox rows, newest first (oldest first for one bundle's children)."""
+        where: list[str] = []
+        params: list[Any] = []
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        if parent_id is not None:
+            where.append("parent_id = ?")
+            params.append(parent_id)
+        sql = "SELECT * FROM alerts"
+        if where:
+            sql += " WHERE " + " AND ".join(where)  # fixed clauses, values are parameters
+        sql += " ORDER BY id" + ("" if parent_id is not None else " DESC")
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return list(self.db.query(sql, params))
+
+    def due_alerts(self, now: str) -> list[dict[str, Any]]:
+        """Mails to send now: pending past their back-off, or claims whose lease ran out."""
+        return list(
+            self.db.query(
+                """SELECT * FROM alerts
+                   WHERE (status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?))
+                      OR (status = 'sending' AND next_attempt_at <= ?)
+                   ORDER BY id""",
+                [now, now],
+            )
+        )
+
+    def claim_alert(self, alert_id: int, now: str, lease_until: str) -> bool:
+        """Take a due mail for sending (one sender wins); counts the attempt."""
+        with self._tx():
+            cur = self.db.execute(
+                """UPDATE alerts SET status = 'sending', attempts = attempts + 1,
+                       next_attempt_at = ?
+                   WHERE id = ? AND ((status = 'pending'
+                         AND (next_attempt_at IS NULL OR next_attempt_at <= ?))
+                      OR (status = 'sending' AND next_attempt_at <= ?))""",
+                [lease_until, alert_id, now, now],
+            )
+        return cur.rowcount == 1
+
+    def alert_sent(self, alert_id: int, at: str) -> None:
+        with self._tx():
+            self.db.execute(
+                """UPDATE alerts SET status = 'sent', sent_at = ?, next_attempt_at = NULL,
+                       last_error = NULL WHERE id = ?""",
+                [at, alert_id],
+            )
+
+    def alert_failed(
+        self, alert_id: int, error: str, retry_at: str, *, count_attempt: bool = False
+    ) -> None:
+        """Back to pending until `retry_at`; `count_attempt` for a mail never claimed."""
+        with self._tx():
+            self.db.execute(
+                """UPDATE alerts SET status = 'pending', next_attempt_at = ?, last_error = ?,
+                       attempts = attempts + ?
+                   WHERE id = ? AND status IN ('pending', 'sending')""",
+                [retry_at, error[:500], int(count_attempt), alert_id],
+            )
+
+    def retry_alerts_now(self) -> int:
+        """Drop every back-off (the mail server is back); returns how many wait."""
+        with self._tx():
+            cur = self.db.execute(
+                "UPDATE alerts SET next_attempt_at = NULL WHERE status = 'pending'"
+            )
+        return int(cur.rowcount)
+
+    def bundle_alerts(
+        self,
+        child_ids: Sequence[int],
+        *,
+        kind: str,
+        subject: str,
+        body: str,
+        html: str,
+        created_at: str,
+        from_status: str,
+    ) -> int:
+        """One mail carrying `child_ids` (all still in `from_status`), in one transaction."""
+        with self._tx():
+            parent = self.add_alert(
+                kind=kind, subject=subject, body=body, html=html, created_at=created_at
+            )
+            marks = ",".join("?" * len(child_ids))
+            cur = self.db.execute(
+                f"""UPDATE alerts SET status = 'bundled', parent_id = ?, next_attempt_at = NULL
+                    WHERE status = ? AND id IN ({marks})""",  # noqa: S608 (placeholders only)
+                [parent, from_status, *child_ids],
+            )
+            if cur.rowcount != len(child_ids):
+                raise sqlite3.OperationalError("outbox changed while bundling; try again")
+        return parent
+
+    def mails_sent_since(self, since: str) -> int:
+        """Mails (test mails aside) the server accepted at or after `since`."""
+        row = next(
+            iter(
+                self.db.query(
+                    "SELECT count(*) AS n FROM alerts "
+                    "WHERE status = 'sent' AND kind != 'test' AND sent_at >= ?",
+                    [since],
+                )
+            )
+        )
+        return int(row["n"])
+
+    def last_alert_created(self, kind: str) -> str | None:
+        row = next(
+            iter(self.db.query("SELECT max(created_at) AS t FROM alerts WHERE kind = ?", [kind]))
+        )
+        return None if row["t"] is None else str(row["t"])
+
+    def prune(self, before: str) -> dict[str, int]:
+        """Retention: drop observations and delivered alerts older than `before`.
+
+        Devices, their IP history, findings (the dedupe memory) and scans stay:
+        forgetting a finding would alert on it again.
+        """
+        removed = {"observations": 0, "alerts": 0}
+        with self._tx():
+            cur = self.db.execute("DELETE FROM observations WHERE seen_at < ?", [before])
+            removed["observations"] = cur.rowcount
+            while True:  # leaves first: a bundle goes once no child points at it
+                cur = self.db.execute(
+                    """DELETE FROM alerts WHERE created_at < ? AND status IN ('sent', 'bundled')
+                       AND id NOT IN (SELECT parent_id FROM alerts WHERE parent_id IS NOT NULL)
+                       AND (parent_id IS NULL OR parent_id IN
+                            (SELECT id FROM alerts WHERE status IN ('sent', 'bundled')))""",
+                    [before],
+                )
+                removed["alerts"] += cur.rowcount
+                if cur.rowcount == 0:
+                    break
+        return removed
+
+
+FindingsHook = Callable[
+    [Store, int, ScanRecord, list[tuple[dict[str, Any] | None, DeviceRecord]]], None
+]
