@@ -4,10 +4,14 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-DEB_PACKAGES := iproute2 ieee-data chromium
+DEB_PACKAGES := iproute2 ieee-data chromium systemd openssl
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: deps demo test lint bench clean
+.PHONY: deps geoip demo test lint bench clean
+
+# IPFire Location data (places UK cloud regions in GB; docs/geoip.md) from Debian's
+# tor-geoipdb, extracted without installing it: that package depends on tor.
+GEOIP_DIR ?= $(VENV)/share/scanner
 
 # Debian packages the project needs (run as root; CI and the lab are root).
 deps:
@@ -22,7 +26,20 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
+	$(MAKE) geoip
 	touch $@
+
+geoip: $(GEOIP_DIR)/geoip
+
+$(GEOIP_DIR)/geoip:
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	(cd "$$tmp" && (apt-get download tor-geoipdb >/dev/null 2>&1 || \
+	  (apt-get update -qq && apt-get download tor-geoipdb >/dev/null))); \
+	dpkg-deb -x "$$tmp"/tor-geoipdb_*_all.deb "$$tmp/x"; \
+	mkdir -p $(GEOIP_DIR); \
+	install -m 0644 "$$tmp/x/usr/share/tor/geoip6" $(GEOIP_DIR)/geoip6; \
+	install -m 0644 "$$tmp/x/usr/share/tor/geoip" $@; \
+	echo "GeoIP: $$(grep -m1 Generated: $@ | sed 's/^# *//') -> $@"
 
 # Bring the lab up, scan it from the scanner namespace, print the report, tear down.
 demo: $(STAMP)

@@ -20,9 +20,7 @@ HOSTILE = ("slow", "endless", "bomb", "malformed", "tarpit", "flood")
 def _hostile(device: dict[str, Any]) -> bool:
     if any(word in device["name"] for word in HOSTILE):
         return True
-    return any(
-        str(s.get("mode", "normal")) not in ("normal",) for s in device.get("service", [])
-    )
+    return any(str(s.get("mode", "normal")) not in ("normal",) for s in device.get("service", []))
 
 
 def archetypes() -> list[dict[str, Any]]:
@@ -58,7 +56,9 @@ def scenario(n: int = 250) -> tuple[Scenario, dict[str, str | None]]:
         a = arch[i % len(arch)]
         ip = str(hosts[i + 1])  # .1 is the scanner
         prefix = a["mac"].split(":")[:3]
-        mac = ":".join([*prefix, f"{0x40 + i // 65536:02x}", f"{(i // 256) % 256:02x}", f"{i % 256:02x}"])
+        mac = ":".join(
+            [*prefix, f"{0x40 + i // 65536:02x}", f"{(i // 256) % 256:02x}", f"{i % 256:02x}"]
+        )
         services = []
         for s in a.get("service", []):
             s = dict(s)
@@ -66,14 +66,16 @@ def scenario(n: int = 250) -> tuple[Scenario, dict[str, str | None]]:
                 if key in s:
                     s[key] = ip
             services.append(s)
-        devices.append({
-            "name": f"b{i:03d}",
-            "mac": mac,
-            "ip": ip,
-            "description": a["origin"],
-            "expect": a.get("expect", {}),
-            "service": services,
-        })
+        devices.append(
+            {
+                "name": f"b{i:03d}",
+                "mac": mac,
+                "ip": ip,
+                "description": a["origin"],
+                "expect": a.get("expect", {}),
+                "service": services,
+            }
+        )
         truth[ip] = expected_maker(a)
     data = {
         "description": f"{n} cloned camera devices for benchmarks",

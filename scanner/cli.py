@@ -204,6 +204,14 @@ def main() -> None:
     cli(prog_name="scanner")
 
 
+def _register_subcommands() -> None:
+    # separate modules keep this one thin; they add their commands to `cli`
+    from scanner import cli_capture, cli_daemon
+
+    cli_daemon.register(cli)
+    cli_capture.register(cli)
+
+
 @cli.group()
 def fingerprints() -> None:
     """Inspect and check the fingerprint database."""
@@ -285,3 +293,6 @@ def fingerprints_stats() -> None:
         if v.registrant is not None:
             n = sum(1 for _ in oui.search(v.registrant.pattern))
             click.echo(f"  {v.name}: {n} registered prefixes")
+
+
+_register_subcommands()

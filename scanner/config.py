@@ -14,9 +14,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scanner.errors import ConfigError, ScopeError
+
+if TYPE_CHECKING:
+    from scanner.alerts.settings import EmailSettings
+    from scanner.capture.settings import CaptureSettings
+    from scanner.daemon import DaemonSettings
 
 DEFAULT_CONFIG = Path("/etc/scanner/scanner.toml")
 DEFAULT_DB = Path("/var/lib/scanner/scanner.db")
@@ -79,6 +84,9 @@ class Config:
     credentials_file: Path | None = None
     exceptions_file: Path | None = None
     flag_policies: tuple[str, ...] | None = None  # None: every policy in fingerprints/
+    email: EmailSettings | None = None  # [alerts.email]; None: no mail is sent
+    daemon: DaemonSettings = field(default_factory=lambda: _daemon_settings({}, "<defaults>"))
+    capture: CaptureSettings | None = None  # [capture]; None: no outbound watch
 
     def require_scope(self) -> Scope:
         """The scope, or a refusal: no scope means no scan, never "scan everything"."""
@@ -221,6 +229,30 @@ SCHEMA: dict[str, dict[str, _Check]] = {
 }
 
 
+# sections whose tables nest or cross-check keys validate themselves
+NESTED = ("alerts", "daemon", "capture")
+
+
+def _daemon_settings(body: Mapping[str, Any], where: str) -> DaemonSettings:
+    from scanner.daemon import DaemonSettings
+
+    return DaemonSettings.from_dict(dict(body), where)
+
+
+def _email_settings(body: Any, where: str) -> EmailSettings | None:
+    from scanner.alerts.settings import alerts_from_dict
+
+    return alerts_from_dict(body, where)
+
+
+def _capture_settings(body: Any, where: str) -> CaptureSettings:
+    from scanner.capture.settings import CaptureSettings
+
+    if not isinstance(body, dict):
+        raise ConfigError(f"{where}: [capture] must be a table")
+    return CaptureSettings.from_dict(body, where)
+
+
 def _suggest(word: str, choices: Sequence[str]) -> str:
     close = difflib.get_close_matches(word, choices, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
@@ -229,10 +261,11 @@ def _suggest(word: str, choices: Sequence[str]) -> str:
 def _validate(raw: Mapping[str, Any], where: str) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for section, body in raw.items():
+        if section in NESTED:
+            continue
         if section not in SCHEMA:
-            raise ConfigError(
-                f"{where}: unknown section [{section}]{_suggest(section, list(SCHEMA))}"
-            )
+            known = [*SCHEMA, *NESTED]
+            raise ConfigError(f"{where}: unknown section [{section}]{_suggest(section, known)}")
         if not isinstance(body, dict):
             raise ConfigError(f"{where}: [{section}] must be a table")
         for key, value in body.items():
@@ -268,6 +301,9 @@ def parse_config(text: str, where: str = "<config>") -> Config:
         credentials_file=v.get("onvif", {}).get("credentials_file"),
         exceptions_file=v.get("policy", {}).get("exceptions_file"),
         flag_policies=v.get("policy", {}).get("flag_policies"),
+        email=_email_settings(raw["alerts"], where) if "alerts" in raw else None,
+        daemon=_daemon_settings(raw.get("daemon", {}), where),
+        capture=_capture_settings(raw["capture"], where) if "capture" in raw else None,
     )
     return cfg
 

@@ -18,6 +18,8 @@ from ipaddress import IPv4Address
 from urllib.parse import urlsplit
 
 from scanner import __version__
+from scanner.alerts import outbox
+from scanner.alerts.deliver import after_scan
 from scanner.config import Config
 from scanner.discovery import arp
 from scanner.discovery.base import Budget, ProbeContext
@@ -165,8 +167,8 @@ def onvif_targets(
     """(ip, port, xaddr) for each in-scope ONVIF device service WS-Discovery named."""
     targets: dict[tuple[str, int], str | None] = {}
     for o in observations:
-        if str(o.source) != "wsd":
-            continue
+        if str(o.source) != "wsd" or o.attrs.get("onvif") != "true":
+            continue  # printers and PCs answer WS-Discovery too; only ONVIF gets SOAP
         for xaddr in (o.attrs.get("xaddrs_in_scope") or "").split():
             parts = urlsplit(xaddr)
             host = parts.hostname
@@ -240,8 +242,10 @@ def run_scan(cfg: Config) -> ScanSummary:
                 cidrs=[str(c) for c in scope.cidrs],
                 devices=records,
                 scanner_version=__version__,
-            )
+            ),
+            findings_for=outbox.recorder(cfg.email),
         )
+    after_scan(cfg.db, cfg.email)  # mail what this scan found, now rather than at the next tick
     refused = sum(ctx.budget.refused.values())
     if refused:
         _LOGGER.warning(

@@ -23,6 +23,21 @@ def test_example_config_is_valid_and_documents_every_key() -> None:
         assert f"[{section}]" in text
         for key in keys:
             assert f"\n{key} = " in text, f"{section}.{key} undocumented"
+    from scanner.alerts.settings import _CHECKS as EMAIL_KEYS
+    from scanner.capture.settings import _CHECKS as CAPTURE_KEYS
+
+    assert cfg.email is not None and cfg.email.to == ("soc@force.example",)
+    assert cfg.capture is not None and cfg.capture.interface == "eth2"
+    assert cfg.daemon.interval_minutes == 60
+    for section, keys in (
+        ("alerts.email", EMAIL_KEYS),
+        ("capture", CAPTURE_KEYS),
+        ("daemon", ("interval_minutes", "cron", "retention_days")),
+    ):
+        assert f"[{section}]" in text
+        for key in keys:
+            documented = (f"\n{key} = ", f"\n# {key} = ", f"[[{section}.{key}]]")
+            assert any(d in text for d in documented), f"{section}.{key} undocumented"
 
 
 def test_unknown_key_is_named_with_a_suggestion() -> None:
