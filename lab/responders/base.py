@@ -13,14 +13,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import ipaddress
 import logging
 import pkgutil
 import socket
+import struct
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar, cast
 
-from lab.scenario import ServiceSpec
+from lab.scenario import ServiceSpec, allowed_range
 
 log = logging.getLogger("lab.responders")
 
@@ -156,17 +158,80 @@ class StreamResponder(Responder):
         """Serve one connection; the caller closes it and swallows I/O errors."""
 
 
+SPOOF_OPTION = "spoof_from"
+SPOOF_TTL = 64
+
+
+def udp_datagram(src: str, sport: int, dst: str, dport: int, payload: bytes) -> bytes:
+    """An IPv4 header plus UDP header (checksum 0: "none", RFC 768) for a raw socket.
+
+    With IP_HDRINCL the kernel fills in the total length, the header checksum
+    and the IP id; everything else, the source address included, is ours.
+    """
+    udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+    ip = struct.pack(
+        "!BBHHHBBH4s4s",
+        0x45,
+        0,
+        20 + len(udp),
+        0,
+        0,
+        SPOOF_TTL,
+        socket.IPPROTO_UDP,
+        0,
+        socket.inet_aton(src),
+        socket.inet_aton(dst),
+    )
+    return ip + udp
+
+
 class DatagramResponder(Responder):
-    """A UDP service: subclasses write ``reply``; None means stay silent."""
+    """A UDP service: subclasses write ``reply``; None means stay silent.
+
+    Every UDP kind also takes ``spoof_from = "<lab address>"``: its answers
+    then leave through a raw socket with that forged source address (a host
+    that sends replies "from" somewhere outside the scanner's scope), and
+    never from the device's own address.
+    """
 
     transport = "udp"
+
+    @classmethod
+    def check(cls, options: Mapping[str, Any]) -> None:
+        super().check({k: v for k, v in options.items() if k != SPOOF_OPTION})
+        if SPOOF_OPTION in options:
+            check_type(SPOOF_OPTION, options[SPOOF_OPTION], str)
+            try:
+                ip = ipaddress.IPv4Address(options[SPOOF_OPTION])
+            except ValueError:
+                raise OptionError(SPOOF_OPTION, "not an IPv4 address") from None
+            if allowed_range(ip) is None or ip.is_multicast or ip.is_unspecified:
+                raise OptionError(SPOOF_OPTION, f"{ip} is not a unicast address the lab may use")
 
     def __init__(self, device: str, service: ServiceSpec) -> None:
         super().__init__(device, service)
         self._transport: asyncio.DatagramTransport | None = None
+        self.spoof_from: str | None = service.options.get(SPOOF_OPTION)
+        self._raw: socket.socket | None = None
 
     def bind(self) -> None:
         self.sockets.append(udp_socket(self.port))
+        if self.spoof_from is not None:
+            # IPPROTO_RAW implies IP_HDRINCL: the source address is whatever we write
+            self._raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+            self._raw.setblocking(False)  # kept out of ``sockets``: kinds index those
+
+    def send(self, payload: bytes, dest: tuple[str, int]) -> None:
+        """One answer datagram: from our socket, or forged from ``spoof_from``."""
+        if self._raw is not None and self.spoof_from is not None:
+            packet = udp_datagram(self.spoof_from, self.port, dest[0], dest[1], payload)
+            try:
+                self._raw.sendto(packet, (dest[0], 0))
+            except OSError as exc:  # a full queue or a datagram over the MTU: dropped
+                log.debug("%r: spoofed reply to %s dropped: %s", self, dest[0], exc)
+            return
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.sendto(payload, dest)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -177,6 +242,8 @@ class DatagramResponder(Responder):
     async def stop(self) -> None:
         if self._transport is not None:
             self._transport.close()
+        if self._raw is not None:
+            self._raw.close()
         await super().stop()
 
     @abstractmethod
@@ -199,8 +266,8 @@ class _DatagramProtocol(asyncio.DatagramProtocol):
         except Exception:
             log.exception("%r: reply failed", self.responder)
             return
-        if answer is not None and self.transport is not None:
-            self.transport.sendto(answer, addr)
+        if answer is not None:
+            self.responder.send(answer, addr)
 
 
 _REGISTRY: dict[str, type[Responder]] = {}

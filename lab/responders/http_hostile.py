@@ -5,6 +5,7 @@ For the scanner's deadline and size caps. Options:
   mode      "slowloris" (default): after the request head, an HTTP reply
             trickles out one byte every ``interval`` seconds and never ends;
             "endless": a 200 with no length whose HTML body never ends;
+            "huge": a 200 with a Content-Length of 100 MB, and all 100 MB sent;
             "silent": accepts, reads, never says a word (also a stand-in for
             binary SDK ports such as Dahua's 37777, which wait to be spoken to
             in their own protocol);
@@ -14,7 +15,8 @@ For the scanner's deadline and size caps. Options:
   interval  seconds between slowloris bytes (default 1.0)
   reply_hex the garbage reply, hex
 
-Every hostile connection gives up after HOSTILE_SECONDS or HOSTILE_BYTES,
+Every hostile connection gives up after HOSTILE_SECONDS or HOSTILE_BYTES
+(HUGE_BYTES for "huge"),
 so a client that never reads cannot keep the responder busy for ever.
 """
 
@@ -26,11 +28,12 @@ from typing import Any, ClassVar
 
 from lab.responders.base import OptionError, OptionType, StreamResponder, register
 
-MODES = ("slowloris", "endless", "silent", "garbage")
+MODES = ("slowloris", "endless", "huge", "silent", "garbage")
 MAX_HEAD = 16 * 1024
 HEAD_TIMEOUT = 30.0
 HOSTILE_SECONDS = 300.0
 HOSTILE_BYTES = 64 << 20
+HUGE_BYTES = 100 << 20  # the "huge" reply's declared and delivered body
 DEFAULT_GARBAGE = bytes.fromhex("00000010000000010000000000000000")
 
 
@@ -93,6 +96,10 @@ class HostileHttpResponder(StreamResponder):
             sent += len(chunk) * 4
             await writer.drain()
 
+    async def _huge(self, writer: asyncio.StreamWriter) -> None:
+        writer.write(self._head(f"Content-Length: {HUGE_BYTES}\r\n\r\n"))
+        await stream_bytes(writer, b"<html><head><title>Huge</title></head><body>", HUGE_BYTES)
+
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         mode = self.opts.get("mode", "slowloris")
         if mode == "garbage":
@@ -111,6 +118,8 @@ class HostileHttpResponder(StreamResponder):
             return
         if mode == "endless":
             await self._endless(writer)
+        elif mode == "huge":
+            await self._huge(writer)
         else:
             await self._slowloris(writer)
 
@@ -118,3 +127,17 @@ class HostileHttpResponder(StreamResponder):
     async def _drain_reader(reader: asyncio.StreamReader) -> None:
         while await reader.read(4096):
             pass
+
+
+async def stream_bytes(writer: asyncio.StreamWriter, first: bytes, total: int) -> None:
+    """Send ``first`` then filler up to ``total`` bytes, as fast as the peer reads."""
+    writer.write(first)
+    chunk = b"A" * 65536
+    loop = asyncio.get_running_loop()
+    end = loop.time() + HOSTILE_SECONDS
+    sent = len(first)
+    while sent < total and loop.time() < end:
+        piece = chunk[: total - sent]
+        writer.write(piece)
+        sent += len(piece)
+        await writer.drain()

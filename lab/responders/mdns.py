@@ -230,7 +230,9 @@ class MdnsResponder(DatagramResponder):
         if not msg.valid or not msg.is_query() or not msg.questions:
             return None
         legacy = addr[1] != MDNS_PORT
-        ip = own_ip(self._probe, addr[0]) if self._probe is not None else "0.0.0.0"
+        ip = self.spoof_from or (
+            own_ip(self._probe, addr[0]) if self._probe is not None else "0.0.0.0"
+        )
         answers, extra = self.answer(msg, ip, legacy)
         if not answers:
             return None
@@ -259,7 +261,5 @@ class MdnsResponder(DatagramResponder):
         return packet
 
     def _send_all(self, packets: list[bytes], dest: tuple[str, int]) -> None:
-        if self._transport is None or self._transport.is_closing():
-            return
         for p in packets:
-            self._transport.sendto(p, dest)
+            self.send(p, dest)

@@ -23,7 +23,8 @@ Options (all optional):
   mode           "normal" | "slow" (reads the request, then trickles its answer
                  one byte a second: a tar-pit) | "xml-bomb" (a billion-laughs DTD
                  in every answer) | "malformed" (truncated XML, HTTP 200) |
-                 "oversized" (a 2 MiB answer)
+                 "oversized" (a 2 MiB answer) | "xxe" (every answer's DTD names a
+                 file:// entity and an external parameter entity on this host)
   log_path       a file to append one JSON line per SOAP request to:
                  {"op": ..., "auth": "none"|"valid"|"invalid", "peer": ip, "t": unix}.
                  "auth" is "valid"/"invalid" whenever the request carried a
@@ -71,7 +72,7 @@ NS_SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
 NS_WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
 NS_TDS = "http://www.onvif.org/ver10/device/wsdl"
 NS_TRT = "http://www.onvif.org/ver10/media/wsdl"
-MODES = ("normal", "slow", "xml-bomb", "malformed", "oversized")
+MODES = ("normal", "slow", "xml-bomb", "malformed", "oversized", "xxe")
 PRE_AUTH = frozenset(
     {
         "GetSystemDateAndTime",
@@ -162,6 +163,20 @@ def bomb_body() -> bytes:
     doc = envelope(
         "<tds:GetDeviceInformationResponse><tds:Manufacturer>&lol9;</tds:Manufacturer>"
         "</tds:GetDeviceInformationResponse>"
+    ).decode()
+    return (head + dtd + doc.split("\n", 1)[1]).encode()
+
+
+def xxe_body(ip: str) -> bytes:
+    """GetDeviceInformation whose Manufacturer is a file:// external entity (XXE)."""
+    head = '<?xml version="1.0" encoding="UTF-8"?>\n'
+    dtd = (
+        '<!DOCTYPE SOAP-ENV:Envelope [<!ENTITY xxe SYSTEM "file:///etc/passwd">'
+        f'<!ENTITY % remote SYSTEM "http://{ip}/xxe.dtd"> %remote;]>\n'
+    )
+    doc = envelope(
+        "<tds:GetDeviceInformationResponse><tds:Manufacturer>&xxe;</tds:Manufacturer>"
+        "<tds:Model>XXE</tds:Model></tds:GetDeviceInformationResponse>"
     ).decode()
     return (head + dtd + doc.split("\n", 1)[1]).encode()
 
@@ -343,6 +358,8 @@ class OnvifResponder(StreamResponder):
         self.record(op, auth, peer)
         if self.mode == "xml-bomb":
             return 200, bomb_body(), {}
+        if self.mode == "xxe":
+            return 200, xxe_body(ip), {}
         if self.mode == "malformed":
             return 200, envelope("<tds:GetDeviceInformationResponse>")[:-40], {}
         if op in PROTECTED and self.username is not None and auth != "valid":

@@ -15,7 +15,8 @@ with junk). Options (all optional):
   content_base  Content-Base of a 200 DESCRIBE (default rtsp://<local addr>:<port>/)
   mode          "normal" (default); "slowloris": the reply trickles out one byte
                 every ``interval`` seconds and never ends; "endless": a 200 whose
-                body never ends; "malformed": a broken status line and header bytes
+                body never ends; "huge": a 200 DESCRIBE declaring, and sending,
+                a 100 MB body; "malformed": a broken status line and header bytes
                 that are not text, then the connection closes
   interval      seconds between slowloris bytes (default 1.0)
 """
@@ -29,6 +30,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from lab.responders.base import OptionError, OptionType, StreamResponder, register
+from lab.responders.http_hostile import HUGE_BYTES, stream_bytes
 
 MAX_HEAD = 16 * 1024
 HEAD_TIMEOUT = 30.0
@@ -36,7 +38,7 @@ MAX_REQUESTS = 32  # per connection
 MAX_BODY = 64 * 1024
 HOSTILE_SECONDS = 300.0  # a hostile reply gives up after this long
 HOSTILE_BYTES = 64 << 20  # ... or after this much
-MODES = ("normal", "slowloris", "endless", "malformed")
+MODES = ("normal", "slowloris", "endless", "huge", "malformed")
 AUTHS = ("digest", "basic", "both")
 DEFAULT_PUBLIC = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, SET_PARAMETER, GET_PARAMETER"
 DEFAULT_SDP = (
@@ -199,6 +201,13 @@ class RtspResponder(StreamResponder):
                 return
             if mode == "endless":
                 await self._endless(writer, cseq)
+                return
+            if mode == "huge":
+                huge = (
+                    f"RTSP/1.0 200 OK\r\nCSeq: {cseq}\r\nContent-Type: application/sdp\r\n"
+                    f"Content-Length: {HUGE_BYTES}\r\n\r\n"
+                ).encode()
+                await stream_bytes(writer, huge, len(huge) + HUGE_BYTES)
                 return
             if mode == "malformed":
                 await self._malformed(writer, cseq)

@@ -15,6 +15,7 @@ vendor responder here shares:
   reply_to      "both" (default) | "unicast" | "multicast"
   mode          "normal" | "malformed" | "truncated" | "oversized" | "non_utf8" | "flood"
   flood_count   distinct fake devices per probe in flood mode (default 2000)
+  spoof_from    answer from this forged source address (see base.DatagramResponder)
 
 This module also holds VendorResponder, the base of the dhip and xmeye kinds.
 """
@@ -122,7 +123,7 @@ class VendorResponder(DatagramResponder):
 
     def identity(self) -> tuple[str, str]:
         """(ip, mac) the reply claims: options first, else what eth0 has right now."""
-        ip = self.opts.get("ip")
+        ip = self.opts.get("ip") or self.spoof_from
         mac = self.opts.get("mac")
         if ip is None or mac is None:
             real_ip, real_mac = _interface_address(self.sockets[0])
@@ -147,12 +148,11 @@ class VendorResponder(DatagramResponder):
             return None
         ip, mac = self.identity()
         fields = self.fields(request, ip, mac)
-        transport = self._transport
-        if transport is None:
+        if self._transport is None:
             return None
         for datagram in self.datagrams(request, fields, mac):
             for dest in self.destinations(addr):
-                transport.sendto(datagram, dest)
+                self.send(datagram, dest)
         return None  # sent above: real devices answer to the group or port, not only to addr
 
     def datagrams(self, request: Any, fields: dict[str, Any], mac: str) -> list[bytes]:

