@@ -67,6 +67,8 @@ from scanner.model import Observation, Source
 PORT: Final = 37810
 GROUP: Final = "239.255.255.251"
 BROADCAST: Final = "255.255.255.255"
+# where one search goes on each scoped interface (scanner/plan.py counts these)
+DESTINATIONS: Final = (GROUP, BROADCAST)
 MAGIC: Final = b"DHIP"
 HEADER_SIZE: Final = 32
 DEFAULT_MANUFACTURER: Final = "Dahua"
@@ -193,7 +195,7 @@ def discover(ctx: ProbeContext) -> list[Observation]:
         ctx,
         name=Source.DHIP,
         port=PORT,
-        probes=[(probe, GROUP), (probe, BROADCAST)],
+        probes=[(probe, dest) for dest in DESTINATIONS],
         parse=parse_reply,
         group=GROUP,
     )

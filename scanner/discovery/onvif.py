@@ -87,6 +87,9 @@ _LOGGER = logging.getLogger(__name__)
 
 DEVICE_PATH = "/onvif/device_service"
 QUERY_DEADLINE_S = 20.0  # default for a single query()
+# requests one device service is sent at most: GetSystemDateAndTime, GetDeviceInformation,
+# GetNetworkInterfaces, each on its own connection (scanner/plan.py counts these)
+SOAP_REQUESTS = 3
 REQUEST_TIMEOUT_FACTOR = 2.5  # one SOAP request may take this many ctx.timeouts
 MAX_HEAD = 32 * 1024  # HTTP response head cap, on top of MAX_REPLY for the body
 MAX_VALUE = 512

@@ -73,6 +73,8 @@ _LOGGER = logging.getLogger(__name__)
 
 PORT: Final = 37020
 GROUP: Final = "239.255.255.250"
+# where one inquiry goes on each scoped interface (scanner/plan.py counts these)
+DESTINATIONS: Final = (GROUP,)
 MANUFACTURER: Final = "Hikvision"
 
 MAX_VALUE: Final = 512  # characters per attribute value (project convention)
@@ -444,5 +446,10 @@ def discover(ctx: ProbeContext) -> list[Observation]:
     """Multicast one SADP inquiry per scoped interface; one Observation per ProbeMatch."""
     probe = build_probe(str(uuidlib.uuid4()))
     return search(
-        ctx, name=Source.SADP, port=PORT, probes=[(probe, GROUP)], parse=parse_reply, group=GROUP
+        ctx,
+        name=Source.SADP,
+        port=PORT,
+        probes=[(probe, dest) for dest in DESTINATIONS],
+        parse=parse_reply,
+        group=GROUP,
     )

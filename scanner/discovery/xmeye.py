@@ -67,6 +67,8 @@ from scanner.model import Observation, Source
 
 PORT: Final = 34569
 BROADCAST: Final = "255.255.255.255"
+# where one search goes on each scoped interface (scanner/plan.py counts these)
+DESTINATIONS: Final = (BROADCAST,)
 HEAD: Final = 0xFF
 MSG_SEARCH: Final = 1530  # 0x05fa
 MSG_SEARCH_REPLY: Final = 1531  # 0x05fb
@@ -187,6 +189,6 @@ def discover(ctx: ProbeContext) -> list[Observation]:
         ctx,
         name=Source.XMEYE,
         port=PORT,
-        probes=[(build_probe(), BROADCAST)],
+        probes=[(build_probe(), dest) for dest in DESTINATIONS],
         parse=parse_reply,
     )
