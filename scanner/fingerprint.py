@@ -53,6 +53,7 @@ _GENERIC_NAMES = frozenset(
         "onvif",
         "ipcam",
         "ip camera",
+        "ipcamera",  # Hikvision OEM firmwares' placeholder (their ISAPI deviceType)
         "ipc",
         "camera",
         "network camera",

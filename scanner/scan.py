@@ -2,8 +2,10 @@
 
 Phase 1 listens for every voice a camera has on the local segments at once
 (ARP and the multicast/broadcast protocols). Phase 2 asks the hosts found,
-and the routed parts of the scope, directly: unicast WS-Discovery, banners.
-Phase 3 reads ONVIF device information from the endpoints WS-Discovery gave.
+and the routed parts of the scope, directly: WS-Discovery (multicast, and
+unicast to each host). Phase 3 reads ONVIF device information from the
+endpoints WS-Discovery gave, and phase 4 reads banners with what is left of
+each host's packet budget.
 Everything goes through one ProbeContext: one scope guard, one packet budget.
 """
 
@@ -149,15 +151,17 @@ def discover(ctx: ProbeContext) -> list[Observation]:
     hosts = sorted(
         {o.ip for o in observations if ctx.in_scope(o.ip)}, key=lambda ip: IPv4Address(ip)
     )
-    if protocols & set(BANNER_PROTOCOLS):
-        from scanner.probe import banners
-
-        observations += _guarded("banners", lambda: banners.probe_hosts(ctx, hosts))
+    # ONVIF before banners: a device's own GetDeviceInformation is worth more than
+    # its thirteenth port, and banners would otherwise spend the per-host budget first.
     if "onvif" in protocols:
         from scanner.discovery import onvif
 
         targets = onvif_targets(ctx, observations)
         observations += _guarded("onvif", lambda: onvif.probe(ctx, targets))
+    if protocols & set(BANNER_PROTOCOLS):
+        from scanner.probe import banners
+
+        observations += _guarded("banners", lambda: banners.probe_hosts(ctx, hosts))
     return observations
 
 
