@@ -41,13 +41,20 @@ $(GEOIP_DIR)/geoip:
 	install -m 0644 "$$tmp/x/usr/share/tor/geoip" $@; \
 	echo "GeoIP: $$(grep -m1 Generated: $@ | sed 's/^# *//') -> $@"
 
-# Bring the lab up, scan it from the scanner namespace, print the report, tear down.
+# Bring up the combined discovery lab (every protocol; lab/scenarios/discovery.toml),
+# scan it from the scanner namespace with an ONVIF credentials file, print the
+# report, tear down. Config, credentials (0600) and database live in a temp dir.
+DEMO_SCENARIO := discovery
 demo: $(STAMP)
 	@set -e; dir=$$(mktemp -d); trap '$(PY) -m lab down >/dev/null; rm -rf "$$dir"' EXIT; \
-	$(PY) -m lab up foundation; \
-	$(PY) -m lab run -- sh -c '"$$0" scan --once --interface "$$LAB_IFACE" --cidr "$$LAB_CIDR" --db "$$1"' \
-	  "$$PWD/$(VENV)/bin/scanner" "$$dir/demo.db"; \
-	$(VENV)/bin/scanner report --db "$$dir/demo.db"
+	(umask 077; printf '[[onvif]]\ncidr = "198.51.100.11/32"\nusername = "admin"\npassword = "Lab-Only-9f3e"\n' \
+	  > "$$dir/onvif.toml"); \
+	printf '[onvif]\ncredentials_file = "%s"\n\n[store]\ndb = "%s"\n' "$$dir/onvif.toml" "$$dir/demo.db" \
+	  > "$$dir/scanner.toml"; \
+	$(PY) -m lab up $(DEMO_SCENARIO); \
+	$(PY) -m lab run -- sh -c '"$$0" scan --once --config "$$1" --interface "$$LAB_IFACE" --cidr "$$LAB_CIDR"' \
+	  "$$PWD/$(VENV)/bin/scanner" "$$dir/scanner.toml"; \
+	$(VENV)/bin/scanner report --config "$$dir/scanner.toml"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check scanner lab tests bench
