@@ -8,6 +8,7 @@ bits) and address. Hostile archetypes are left out: they have their own test.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from typing import Any
 
 from lab import Scenario, load_scenario
@@ -23,9 +24,9 @@ def _hostile(device: dict[str, Any]) -> bool:
     return any(str(s.get("mode", "normal")) not in ("normal",) for s in device.get("service", []))
 
 
-def archetypes() -> list[dict[str, Any]]:
+def archetypes(scenarios: Sequence[str] = ARCHETYPE_SCENARIOS) -> list[dict[str, Any]]:
     out = []
-    for name in ARCHETYPE_SCENARIOS:
+    for name in scenarios:
         try:
             scen = load_scenario(name)
         except Exception:  # a scenario not written yet: bench what exists
@@ -46,9 +47,29 @@ def expected_maker(device: dict[str, Any]) -> str | None:
     return expect.get("maker") or expect.get("vendor")
 
 
-def scenario(n: int = 250) -> tuple[Scenario, dict[str, str | None]]:
+def _renamed(value: Any, old_mac: str, new_mac: str) -> Any:
+    """``value`` with the archetype's MAC, in any spelling, replaced by the clone's.
+
+    Scopes (onvif://.../MAC/...), TXT records (macaddress=ACCC8E...) and serials
+    derived from the MAC would otherwise make every clone claim one identity,
+    and the scanner would rightly merge them into one device.
+    """
+    if isinstance(value, str):
+        for a, b in ((old_mac, new_mac), (old_mac.replace(":", ""), new_mac.replace(":", ""))):
+            value = value.replace(a.lower(), b.lower()).replace(a.upper(), b.upper())
+        return value
+    if isinstance(value, list):
+        return [_renamed(v, old_mac, new_mac) for v in value]
+    if isinstance(value, dict):
+        return {k: _renamed(v, old_mac, new_mac) for k, v in value.items()}
+    return value
+
+
+def scenario(
+    n: int = 250, scenarios: Sequence[str] = ARCHETYPE_SCENARIOS
+) -> tuple[Scenario, dict[str, str | None]]:
     """The scenario and the ground truth (ip -> expected maker, None for non-cameras)."""
-    arch = archetypes()
+    arch = archetypes(scenarios)
     net = ipaddress.ip_network(CIDR)
     hosts = list(net.hosts())
     devices, truth = [], {}
@@ -61,7 +82,7 @@ def scenario(n: int = 250) -> tuple[Scenario, dict[str, str | None]]:
         )
         services = []
         for s in a.get("service", []):
-            s = dict(s)
+            s = _renamed(dict(s), a["mac"], mac)  # MACs a device states about itself
             for key in ("ip",):  # options naming the archetype's own address
                 if key in s:
                     s[key] = ip
