@@ -68,7 +68,7 @@ class Scope:
 class ScanSettings:
     rate: int = 1000  # packets per second, whole scan
     per_host_packets: int = 40  # budget per target per scan
-    arp_timeout: float = 1.0  # seconds to wait for replies after the last request
+    arp_timeout: float = 0.5  # seconds to wait for replies after the last request (arp-scan: 0.5)
     arp_retries: int = 1  # extra rounds for addresses that stayed silent
     timeout: float = 2.0  # seconds to wait for replies to each discovery probe
     protocols: tuple[str, ...] = PROTOCOLS  # which sources a scan uses
