@@ -84,6 +84,7 @@ def _arp(ctx: ProbeContext) -> list[Observation]:
             rate=ctx.settings.rate,
             timeout=ctx.settings.arp_timeout,
             retries=retries,
+            take=ctx.budget.take,
         )
     return out
 

@@ -17,7 +17,7 @@ import select
 import socket
 import struct
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from ipaddress import IPv4Address, IPv4Network
@@ -107,8 +107,13 @@ def sweep(
     rate: int,
     timeout: float,
     retries: int,
+    take: Callable[[str], bool] | None = None,
 ) -> list[Observation]:
     """Ask every target who-has, paced at `rate` frames/s; one Observation per answer.
+
+    With `take` (the scan's shared Budget.take), pacing is the budget's: ARP
+    then shares the global rate with the protocols running beside it, and
+    each request counts against its target's per-host allowance.
 
     Addresses that stay silent are asked again up to `retries` times. Replies
     from addresses that were not asked are ignored: a probe's answer must
@@ -138,9 +143,10 @@ def sweep(
             deadline = float("inf")
             while True:
                 now_m = time.monotonic()
-                if i < len(frames) and now_m >= next_send:
-                    with contextlib.suppress(BlockingIOError):  # full: the retry covers it
-                        sock.send(frames[i])
+                if i < len(frames) and (take is not None or now_m >= next_send):
+                    if take is None or take(str(pending[i])):
+                        with contextlib.suppress(BlockingIOError):  # full: the retry covers it
+                            sock.send(frames[i])
                     i += 1
                     next_send += interval
                     if i == len(frames):
