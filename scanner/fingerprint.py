@@ -586,7 +586,9 @@ def _decide(claims: Sequence[_Claim], db: FingerprintDB) -> tuple[str | None, in
     for c in claims:
         top, total = score.get(c.vendor, (0, 0))
         score[c.vendor] = (max(top, c.strength), total + c.strength)
-    winner = max(score, key=lambda v: score[v])
+    # ties go to the first id in sorted order, not to whichever probe answered
+    # first: the same evidence must give the same verdict on every scan
+    winner = max(sorted(score), key=lambda v: score[v])
     conflicts = []
     for vid, (top, _total) in score.items():
         if vid != winner and top >= MEDIUM:
