@@ -4,13 +4,25 @@ Identity order: MAC, then serial number, then ONVIF/UPnP UUID, then IP. Every
 identifier an observation carries links it to the others (union-find), except
 that two different MACs are never merged: one IP answering with two MACs is
 two devices (or a conflict worth seeing), not one.
+
+One address may claim at most MAX_DEVICES_PER_IP devices in one scan: a host
+answering a search as thousands of distinct devices (distinct MACs, serials
+or UUIDs) is a flood or a broken responder, and storing every one would let
+a single LAN peer fill the inventory. The devices the address answered ARP
+for come first; the cut is logged once per address at WARNING.
 """
 
 from __future__ import annotations
 
+import logging
+from collections import defaultdict
 from collections.abc import Iterable
 
 from scanner.model import Device, Observation
+
+_LOGGER = logging.getLogger(__name__)
+
+MAX_DEVICES_PER_IP = 16
 
 # serials that vendors ship on every unit, or placeholders: never an identity
 _GENERIC_SERIALS = frozenset(
@@ -114,7 +126,36 @@ def merge(observations: Iterable[Observation]) -> list[Device]:
     for dev in devices.values():
         dev.key = device_key(dev)
         dev.ip = _primary_ip(dev)
-    return sorted(devices.values(), key=lambda d: (_ip_sort(d.ip), d.key))
+    kept = _cap_per_ip(devices.values())
+    return sorted(kept, key=lambda d: (_ip_sort(d.ip), d.key))
+
+
+def _cap_per_ip(devices: Iterable[Device], limit: int = MAX_DEVICES_PER_IP) -> list[Device]:
+    """At most `limit` devices per primary address; the ARP-answering ones first."""
+    by_ip: dict[str, list[Device]] = defaultdict(list)
+    for dev in devices:
+        by_ip[dev.ip].append(dev)
+    out: list[Device] = []
+    for ip, devs in by_ip.items():
+        if len(devs) > limit:
+            devs.sort(key=lambda d: (not _answered_arp(d), -len(d.observations), d.key))
+            dropped = devs[limit:]
+            _LOGGER.warning(
+                "%s claims %d devices in one scan; kept %d, dropped %d with %d observations "
+                "(a flood or a broken device)",
+                ip,
+                len(devs),
+                limit,
+                len(dropped),
+                sum(len(d.observations) for d in dropped),
+            )
+            devs = devs[:limit]
+        out += devs
+    return out
+
+
+def _answered_arp(dev: Device) -> bool:
+    return any(str(o.source) == "arp" for o in dev.observations)
 
 
 def device_key(dev: Device) -> str:

@@ -6,10 +6,20 @@ past the module that imported the library.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+
+# What a terminal obeys rather than prints: C0 controls but tab and newline, DEL,
+# and the C1 controls (0x9b is a one-character CSI, 0x9d an OSC).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def defang(text: str) -> str:
+    """Device text with every terminal control character made a visible U+FFFD."""
+    return _CONTROL.sub("\N{REPLACEMENT CHARACTER}", text)
 
 
 def utcnow() -> datetime:
@@ -54,6 +64,15 @@ class Observation:
     mac: str | None = None  # normalised aa:bb:cc:dd:ee:ff
     attrs: Mapping[str, str] = field(default_factory=dict)
     error: str | None = None  # a reply we could not read: kept, not raised
+
+    def __post_init__(self) -> None:
+        # The one door device text comes in by: whatever a parser let through, no
+        # control sequence reaches matching, the store or a report from here on.
+        if any(_CONTROL.search(v) for v in self.attrs.values() if isinstance(v, str)):
+            clean = {k: defang(v) if isinstance(v, str) else v for k, v in self.attrs.items()}
+            object.__setattr__(self, "attrs", clean)
+        if self.error is not None and _CONTROL.search(self.error):
+            object.__setattr__(self, "error", defang(self.error))
 
 
 @dataclass(frozen=True, slots=True)

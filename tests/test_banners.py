@@ -182,6 +182,37 @@ def test_budget_stops_the_host_and_says_what_was_skipped() -> None:
     assert sorted(int(p) for p in last.attrs["skipped_ports"].split()) == sorted(ports[2:])
 
 
+def test_a_tar_pit_costs_one_probe_timeout_not_one_per_port(loopback: Loopback) -> None:
+    pits = [loopback.serve("http_hostile", mode="silent") for _ in range(5)]
+    ctx = loopback_ctx(timeout=0.5)
+    t0 = time.monotonic()
+    found = banners.probe_host(ctx, LOCAL, pits)
+    took = time.monotonic() - t0
+    # no first line within ctx.timeout: the two exchanges in flight give up, and no
+    # third connection is opened (five ports at 2 x timeout each would be 2.5 s)
+    assert took < 3 * ctx.timeout, took
+    assert [o.error for o in found if o.attrs.get("port")] == ["deadline", "deadline"]
+    last = found[-1]
+    assert last.error == "slow_host" and last.attrs["slow_host"] == "true"
+    assert sorted(int(p) for p in last.attrs["skipped_ports"].split()) == sorted(pits[2:])
+
+
+def test_a_host_gets_its_time_and_no_more() -> None:
+    # each answer just inside its deadline: the host's own deadline stops the round
+    server = CountingServer(ports=12, delay=0.45)
+    try:
+        ctx = loopback_ctx(timeout=0.5)  # host deadline 2 x (2 x 0.5) = 2 s
+        t0 = time.monotonic()
+        found = banners.probe_host(ctx, LOCAL, server.ports)
+        took = time.monotonic() - t0
+    finally:
+        server.close()
+    limit = banners.HOST_DEADLINE_FACTOR * banners.DEADLINE_FACTOR * ctx.timeout
+    assert took < limit + banners.DEADLINE_FACTOR * ctx.timeout, took
+    assert server.total < 12
+    assert found[-1].error == "slow_host"
+
+
 def test_scope_is_enforced() -> None:
     ctx = loopback_ctx()
     with pytest.raises(ScopeError):

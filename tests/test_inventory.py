@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from scanner.inventory import merge
+import pytest
+
+from scanner.inventory import MAX_DEVICES_PER_IP, merge
 from scanner.model import Observation, Source
 from tests.helpers import T0
 
@@ -66,3 +68,19 @@ def test_placeholder_serials_never_join_devices() -> None:
         ]
     )
     assert len(devices) == 2
+
+
+def test_one_address_claiming_a_flood_of_devices_is_cut_to_the_cap(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ip = "198.51.100.50"
+    flood = [obs(Source.SADP, ip, f"44:19:b6:00:{i // 256:02x}:{i % 256:02x}") for i in range(300)]
+    real = obs(Source.ARP, ip, "0e:66:00:00:00:50")
+    other = obs(Source.ARP, "198.51.100.10", "ac:cc:8e:00:00:10")
+    with caplog.at_level("WARNING", logger="scanner.inventory"):
+        devices = merge([*flood, real, other])
+    at_ip = [d for d in devices if d.ip == ip]
+    assert len(at_ip) == MAX_DEVICES_PER_IP
+    assert "mac:0e:66:00:00:00:50" in {d.key for d in at_ip}  # the one that answered ARP stays
+    assert [d.key for d in devices if d.ip != ip] == ["mac:ac:cc:8e:00:00:10"]
+    assert f"{ip} claims 301 devices in one scan; kept {MAX_DEVICES_PER_IP}" in caplog.text

@@ -517,3 +517,31 @@ def test_hostile_mdns_answers_and_out_of_scope_hosts(lab_factory: LabFactory) ->
     assert len(big["attrs"]["txt"]) <= 512
     assert all(ch not in big["attrs"]["txt"] for ch in "\x07\x1b\n")
     assert set(found) <= {"198.51.100.10", "198.51.100.11", "198.51.100.12", "198.51.100.13"}
+
+
+def test_an_instance_zeroconf_refuses_is_read_from_its_cache() -> None:
+    """zeroconf's ServiceInfo rejects names with control characters; the cache still has them."""
+    from types import SimpleNamespace
+
+    from zeroconf import DNSAddress, DNSService, DNSText
+
+    name = "\x1b[2J<script>x</script>=cmd._http._tcp.local."
+    records = {
+        name: [
+            DNSService(name, 33, 1, 120, 0, 0, 80, "hostile.local."),
+            DNSText(name, 16, 1, 4500, b"\x0amodel=X\x1b[1\x04flag"),
+        ],
+        "hostile.local.": [DNSAddress("hostile.local.", 1, 1, 120, bytes([198, 51, 100, 53]))],
+    }
+    zc = SimpleNamespace(cache=SimpleNamespace(entries_with_name=lambda n: records.get(n, [])))
+    server, addresses, port, txt = mdns._from_cache(zc, name)  # type: ignore[arg-type]
+    assert (server, addresses, port) == ("hostile.local.", ["198.51.100.53"], 80)
+    assert txt == {b"model": b"X\x1b[1", b"flag": None}
+    [obs] = mdns.parse_service("_http._tcp.local.", name, server, addresses, port, txt, T0)
+    assert obs.ip == "198.51.100.53"
+    assert "\x1b" not in obs.attrs["instance"] and "<script>" in obs.attrs["instance"]
+    assert obs.attrs["model"] == "X[1"  # the ESC dropped
+
+
+def test_txt_properties() -> None:
+    assert mdns.txt_properties(b"\x05a=b=c\x01k\x00\x03A=z\x09") == {b"a": b"b=c", b"k": None}

@@ -233,7 +233,12 @@ def test_probe_reads_an_open_describe(loopback: Loopback) -> None:
 
 @pytest.mark.parametrize(
     ("mode", "error"),
-    [("slowloris", "deadline"), ("endless", "oversized"), ("malformed", "not rtsp")],
+    [
+        ("slowloris", "deadline"),
+        ("endless", "oversized"),
+        ("huge", "oversized"),
+        ("malformed", "not rtsp"),
+    ],
 )
 def test_hostile_rtsp_servers(loopback: Loopback, mode: str, error: str) -> None:
     port = loopback.serve("rtsp", mode=mode, interval=0.2)

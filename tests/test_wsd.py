@@ -452,6 +452,48 @@ def test_broken_replies_to_our_probe_become_errors() -> None:
     assert parse(b"\xff\xfe\x00garbage", HIK_RELATES) == []
 
 
+def _flood(n: int, ip: str = IP) -> list[tuple[bytes, str, str, str]]:
+    """n distinct ProbeMatches (own EPR and MAC scope each) from one address."""
+    out = []
+    for i in range(n):
+        data = HIK.replace(
+            b"3fa1fe68-b915-4053-a3e1-c42f90abcdef", f"{i:08x}-b915-4053-a3e1-c42f90abcdef".encode()
+        )
+        data = data.replace(
+            b"c4%3A2f%3A90%3Aab%3Acd%3Aef",
+            f"0e%3Af1%3A00%3A00%3A{i // 256:02x}%3A{i % 256:02x}".encode(),
+        )
+        out.append((data, ip, "unicast", ""))
+    return out
+
+
+def test_a_flood_from_one_address_is_capped_and_named(caplog: pytest.LogCaptureFixture) -> None:
+    scope = Scope(interfaces=("lab0",), cidrs=(IPv4Network("198.51.100.0/24"),))
+    ctx = ProbeContext(scope=scope, settings=ScanSettings(), interfaces=[], budget=Budget(10, 4))
+    inbox = wsd._Inbox()
+    for reply in [*_flood(500), *_flood(2, "198.51.100.21")]:
+        inbox.add(*reply)
+    # the flood cannot crowd the honest host out of what is kept
+    assert inbox.per_host == {IP: wsd.MAX_REPLIES_PER_HOST, "198.51.100.21": 2}
+    assert inbox.dropped[IP] == 500 - wsd.MAX_REPLIES_PER_HOST
+    with caplog.at_level("WARNING", logger="scanner.discovery.wsd"):
+        inbox.report()
+        found = wsd._observations(ctx, inbox.kept, [HIK_RELATES])
+    from_flood = [o for o in found if o.ip == IP]
+    assert len(from_flood) == wsd.MAX_ENDPOINTS_PER_HOST
+    assert len({o.mac for o in from_flood}) == wsd.MAX_ENDPOINTS_PER_HOST
+    assert len([o for o in found if o.ip == "198.51.100.21"]) == 2
+    assert f"{IP} sent 500 replies; kept the first {wsd.MAX_REPLIES_PER_HOST}" in caplog.text
+    assert f"{IP} named {wsd.MAX_REPLIES_PER_HOST - wsd.MAX_ENDPOINTS_PER_HOST} endpoints" in (
+        caplog.text
+    )
+
+
+def test_c1_controls_are_cleaned_like_c0() -> None:
+    # U+009B is a one-character CSI: a terminal obeys it as it would ESC [
+    assert wsd.clean("a\x1b[31mb\x9b2Jc\x07") == "a [31mb 2Jc"
+
+
 def test_split_xaddrs() -> None:
     scope = Scope(interfaces=("lab0",), cidrs=(IPv4Network("198.51.100.0/25"),))
     ctx = ProbeContext(scope=scope, settings=ScanSettings(), interfaces=[], budget=Budget(10, 4))

@@ -48,6 +48,7 @@ import time
 from collections.abc import Mapping
 from datetime import datetime
 from ipaddress import IPv4Address
+from typing import TYPE_CHECKING
 
 from scanner.discovery.base import (
     ATTR_FIRMWARE,
@@ -60,6 +61,9 @@ from scanner.discovery.base import (
     ProbeContext,
 )
 from scanner.model import Observation, Source, utcnow
+
+if TYPE_CHECKING:
+    from zeroconf import Zeroconf
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -85,6 +89,7 @@ RESOLVE_S = 1.5  # extra time to resolve instances whose SRV/TXT/A were not volu
 MAX_INSTANCES = 2_000  # bounds memory if a hostile segment invents instances
 MAX_VALUE = 512
 MAX_TXT_ENTRY = 200  # one "k=v" entry is cut to this before joining
+MAX_TXT_KEYS = 64  # TXT entries read from one record
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _WS = re.compile(r"\s+")
@@ -317,6 +322,7 @@ def _estimated_queries(browse_s: float) -> int:
 
 def discover(ctx: ProbeContext, browse_s: float | None = None) -> list[Observation]:
     """Browse camera/NVR service types on the scoped interfaces for a bounded time."""
+    from zeroconf import Error as ZeroconfError
     from zeroconf import IPVersion, ServiceBrowser, ServiceInfo, ServiceStateChange, Zeroconf
 
     ips = sorted({str(i.ip) for i in ctx.interfaces})
@@ -354,21 +360,21 @@ def discover(ctx: ProbeContext, browse_s: float | None = None) -> list[Observati
         deadline = time.monotonic() + RESOLVE_S
         out: list[Observation] = []
         for service_type, name in wanted:
-            info = ServiceInfo(service_type, name)
-            if not info.load_from_cache(zc):
-                remaining_ms = (deadline - time.monotonic()) * 1000
-                if remaining_ms > 50:
-                    info.request(zc, remaining_ms)
-            addresses = info.parsed_addresses(IPVersion.V4Only)
-            obs = parse_service(
-                service_type,
-                name,
-                info.server,
-                addresses,
-                info.port,
-                info.properties,
-                utcnow(),
-            )
+            try:
+                info = ServiceInfo(service_type, name)
+            except (ZeroconfError, ValueError, UnicodeError) as exc:
+                # zeroconf refuses names with control characters (a hostile or broken
+                # responder); what it volunteered is still in the cache
+                _LOGGER.debug("mDNS %r: %s; reading the cache instead", name, exc)
+                server, addresses, port, txt = _from_cache(zc, name)
+            else:
+                if not info.load_from_cache(zc):
+                    remaining_ms = (deadline - time.monotonic()) * 1000
+                    if remaining_ms > 50:
+                        info.request(zc, remaining_ms)
+                server, port, txt = info.server, info.port, info.properties
+                addresses = info.parsed_addresses(IPVersion.V4Only)
+            obs = parse_service(service_type, name, server, addresses, port, txt, utcnow())
             out.extend(o for o in obs if ctx.in_scope(o.ip))
             dropped = len(obs) - sum(1 for o in obs if ctx.in_scope(o.ip))
             if dropped:
@@ -378,6 +384,51 @@ def discover(ctx: ProbeContext, browse_s: float | None = None) -> list[Observati
     finally:
         zc.close()
     return sorted(out, key=_sort_key)
+
+
+def txt_properties(raw: bytes) -> dict[bytes, bytes | None]:
+    """RFC 6763 §6 TXT rdata (length-prefixed "key=value" strings) as a mapping.
+
+    The first occurrence of a key wins (§6.4); a key without "=" is a boolean
+    attribute (value None). Never raises: a length running past the end stops it.
+    """
+    out: dict[bytes, bytes | None] = {}
+    i = 0
+    while i < len(raw) and len(out) < MAX_TXT_KEYS:
+        n = raw[i]
+        entry = raw[i + 1 : i + 1 + n]
+        i += 1 + n
+        if not entry:
+            continue
+        key, eq, value = entry.partition(b"=")
+        if key and key.lower() not in {k.lower() for k in out}:
+            out[key] = value if eq else None
+    return out
+
+
+def _from_cache(
+    zc: Zeroconf, name: str
+) -> tuple[str | None, list[str], int | None, dict[bytes, bytes | None]]:
+    """(server, IPv4 addresses, port, TXT) of an instance from zeroconf's cache alone."""
+    from zeroconf import DNSAddress, DNSService, DNSText
+
+    server: str | None = None
+    port: int | None = None
+    txt: dict[bytes, bytes | None] = {}
+    addresses: list[str] = []
+    try:
+        for rec in list(zc.cache.entries_with_name(name)):
+            if isinstance(rec, DNSService) and server is None:
+                server, port = rec.server, rec.port
+            elif isinstance(rec, DNSText) and not txt:
+                txt = txt_properties(rec.text)
+        if server is not None:
+            for rec in list(zc.cache.entries_with_name(server)):
+                if isinstance(rec, DNSAddress) and len(rec.address) == 4:
+                    addresses.append(str(IPv4Address(rec.address)))
+    except RuntimeError:  # the cache changed under us (zeroconf's thread): use what we have
+        pass
+    return server, addresses, port, txt
 
 
 def _sort_key(o: Observation) -> tuple[IPv4Address, str, str]:

@@ -505,6 +505,8 @@ def _dechunk(data: bytes) -> tuple[bytes, str | None]:
             size = int(size_text, 16)
         except ValueError:
             return bytes(out), "bad chunked encoding"
+        if size < 0:  # "-6": int() takes a sign, and pos would walk backwards for ever
+            return bytes(out), "bad chunked encoding"
         if size == 0:
             return bytes(out), None
         start = end + 2

@@ -30,7 +30,14 @@ Set by ``discover`` (the I/O layer, which knows the scope):
   xaddrs_in_scope      XAddrs whose host is inside the scope (the only ones ever followed)
   xaddrs_out_of_scope  XAddrs whose host is outside it: recorded, never followed
   probe        "multicast" or "unicast"; iface: the interface a multicast reply came in on
-Values are cut to 512 characters; control characters are removed.
+Values are cut to 512 characters; control characters (C0 and C1) are removed.
+
+Floods are bounded per source address: at most MAX_REPLIES_PER_HOST datagrams
+from one address are kept for parsing (the rest are counted and dropped
+unread, so one flooding host can neither starve the others of the global
+MAX_REPLIES nor cost the scan its parse time), and at most
+MAX_ENDPOINTS_PER_HOST distinct endpoints are reported for one address; both
+caps log one WARNING naming the address.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ import select
 import socket
 import time
 import uuid as uuidlib
+from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -89,12 +97,16 @@ UNICAST_PROBES: tuple[str | None, ...] = (None, TYPE_NVT)
 MAX_VALUE = 512
 MAX_MATCHES = 16  # ProbeMatch elements read from one datagram
 MAX_ITEMS = 64  # Types/Scopes/XAddrs tokens kept per match
-MAX_REPLIES = 20_000  # datagrams read per scan: bounds memory on a flooding segment
+MAX_REPLIES = 20_000  # datagrams kept per scan: bounds memory on a flooding segment
+# A camera answers each of our 5 probes once (3 multicast, 2 unicast), a few
+# twice (a Hello); an NVR proxying its channels names a handful of endpoints.
+MAX_REPLIES_PER_HOST = 64  # datagrams kept from one address per scan
+MAX_ENDPOINTS_PER_HOST = 16  # distinct endpoints (Observations) reported for one address
 
 _PREFIXES = {"dn": NS_DN, "tds": NS_TDS}
 _QNAME = re.compile(r"^(dn|tds):[A-Za-z_][A-Za-z0-9_.-]*$")
 _MESSAGE_ID = re.compile(r"^[A-Za-z0-9:._-]{1,200}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1 (0x9b is CSI)
 _WS = re.compile(r"\s+")
 _ONVIF_SCOPE = re.compile(r"^onvif://www\.onvif\.org/([^/]+)/(.*)$", re.IGNORECASE)
 
@@ -420,7 +432,7 @@ def discover(ctx: ProbeContext, hosts: Sequence[str]) -> list[Observation]:
     """
     ids: list[str] = []
     socks: dict[socket.socket, tuple[str, str]] = {}  # sock -> (probe kind, iface)
-    replies: list[tuple[bytes, str, str, str]] = []
+    replies = _Inbox()
     last_send = time.monotonic()
     refused = skipped = 0
     try:
@@ -473,13 +485,45 @@ def discover(ctx: ProbeContext, hosts: Sequence[str]) -> list[Observation]:
         _LOGGER.info("WS-Discovery: %d hosts outside the scope were not probed", skipped)
     if refused:
         _LOGGER.info("WS-Discovery: %d hosts had no packet budget left", refused)
-    return _observations(ctx, replies, ids)
+    replies.report()
+    return _observations(ctx, replies.kept, ids)
+
+
+class _Inbox:
+    """Datagrams kept for parsing, at most MAX_REPLIES_PER_HOST per source address."""
+
+    def __init__(self) -> None:
+        self.kept: list[tuple[bytes, str, str, str]] = []
+        self.per_host: Counter[str] = Counter()
+        self.dropped: Counter[str] = Counter()
+
+    @property
+    def full(self) -> bool:
+        return len(self.kept) >= MAX_REPLIES
+
+    def add(self, data: bytes, ip: str, kind: str, iface: str) -> None:
+        if self.per_host[ip] >= MAX_REPLIES_PER_HOST:
+            self.dropped[ip] += 1
+            return
+        self.per_host[ip] += 1
+        self.kept.append((data, ip, kind, iface))
+
+    def report(self) -> None:
+        for ip, n in self.dropped.most_common():
+            _LOGGER.warning(
+                "WS-Discovery: %s sent %d replies; kept the first %d (a flood or a broken device)",
+                ip,
+                n + MAX_REPLIES_PER_HOST,
+                MAX_REPLIES_PER_HOST,
+            )
+        if self.full:
+            _LOGGER.warning("WS-Discovery: stopped reading after %d replies (cap)", MAX_REPLIES)
 
 
 def _collect(
     socks: dict[socket.socket, tuple[str, str]],
     deadline: float,
-    out: list[tuple[bytes, str, str, str]],
+    out: _Inbox,
 ) -> None:
     """Read datagrams from every socket until the monotonic deadline (polls at least once)."""
     if not socks:
@@ -487,7 +531,7 @@ def _collect(
     for sock in socks:
         sock.setblocking(False)
     first = True
-    while len(out) < MAX_REPLIES:
+    while not out.full:
         remaining = deadline - time.monotonic()
         if remaining <= 0 and not first:
             break
@@ -502,20 +546,22 @@ def _collect(
             continue
         for sock in ready:
             kind, iface = socks[sock]
-            while len(out) < MAX_REPLIES:
+            while not out.full:
                 try:
                     data, addr = sock.recvfrom(MAX_DATAGRAM)
                 except (BlockingIOError, InterruptedError):
                     break
                 except OSError:  # ICMP errors surface here on unconnected sockets
                     break
-                out.append((data, str(addr[0]), kind, iface))
+                out.add(data, str(addr[0]), kind, iface)
 
 
 def _observations(
     ctx: ProbeContext, replies: list[tuple[bytes, str, str, str]], ids: list[str]
 ) -> list[Observation]:
     found: dict[tuple[str, str], Observation] = {}
+    per_host: Counter[str] = Counter()
+    over: Counter[str] = Counter()
     keys = _Keys(ids)
     outside = 0
     for data, ip, kind, iface in replies:
@@ -527,8 +573,20 @@ def _observations(
             extra["iface"] = iface
         for obs in _parse(data, ip, utcnow(), keys):
             key = (ip, obs.attrs.get(ATTR_UUID, "") or f"error:{obs.error}")
-            if key not in found:
-                found[key] = _with_scope(ctx, obs, extra)
+            if key in found:
+                continue
+            if per_host[ip] >= MAX_ENDPOINTS_PER_HOST:
+                over[ip] += 1
+                continue
+            per_host[ip] += 1
+            found[key] = _with_scope(ctx, obs, extra)
     if outside:
         _LOGGER.info("WS-Discovery: dropped %d replies from addresses outside the scope", outside)
+    for ip, n in over.most_common():
+        _LOGGER.warning(
+            "WS-Discovery: %s named %d endpoints beyond the %d kept (a flood or a broken device)",
+            ip,
+            n,
+            MAX_ENDPOINTS_PER_HOST,
+        )
     return sorted(found.values(), key=lambda o: (IPv4Address(o.ip), o.attrs.get(ATTR_UUID, "")))

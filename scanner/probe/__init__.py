@@ -7,7 +7,9 @@ no credentials, at most two connections per host, every connection through
 `ProbeContext.connect` (scope guard and packet budget), every reply capped at
 MAX_REPLY bytes, and every exchange bounded by one absolute deadline once
 connected (2 x ctx.timeout), so a device that answers one byte a second, or
-never stops answering, cannot hold a probe.
+never stops answering, cannot hold a probe. The reply's first line must be
+in within ctx.timeout of the request (`first_line_by`): a device that has not
+begun to answer by then is a tar-pit or a slowloris, and gets no more time.
 
 This package module holds what http.py, rtsp.py and tls.py share: the
 connect/read primitives, a tolerant parser for HTTP-style messages (HTTP and
@@ -70,6 +72,11 @@ def deadline_for(ctx: ProbeContext) -> float:
     return time.monotonic() + DEADLINE_FACTOR * ctx.timeout
 
 
+def first_line_by(ctx: ProbeContext, deadline: float) -> float:
+    """When the first line of a reply to a request sent now must be in (see receive)."""
+    return min(deadline, time.monotonic() + ctx.timeout)
+
+
 def remaining(deadline: float) -> float:
     return deadline - time.monotonic()
 
@@ -111,12 +118,15 @@ def receive(
     *,
     prefix: bytes = b"",
     cap: int = MAX_REPLY,
+    first_line: float | None = None,
 ) -> tuple[bytes, str | None]:
     """Read until `done(data)`, end of stream, `cap` bytes or the deadline.
 
     Returns the bytes and why reading stopped early: None (complete or closed),
     "deadline", "oversized" or "reset". The deadline is absolute, so a peer
-    trickling one byte a second is cut off on time.
+    trickling one byte a second is cut off on time; with `first_line` (a
+    monotonic time, see first_line_by) reading also stops with "deadline"
+    when no complete first line has come by then.
     """
     buf = bytearray(prefix)
     while True:
@@ -124,7 +134,10 @@ def receive(
             return bytes(buf), None
         if len(buf) >= cap:
             return bytes(buf[:cap]), "oversized"
-        left = remaining(deadline)
+        limit = deadline
+        if first_line is not None and b"\n" not in buf:
+            limit = min(deadline, first_line)
+        left = remaining(limit)
         if left <= 0:
             return bytes(buf), "deadline"
         sock.settimeout(left)

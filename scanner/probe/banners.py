@@ -26,6 +26,13 @@ Connect-only ports produce a Source.HTTP observation with scheme "tcp",
 open="true", service (what the port is known for) and raw (hex of anything
 the device said unasked). A spent budget gives one observation with
 error="budget_exhausted", attrs budget_exhausted="true" and skipped_ports.
+
+Time per host is bounded too, so a tar-pit costs the scan one exchange
+deadline, not one per port: once an HTTP, RTSP or TLS exchange with a host
+runs out its deadline (a slowloris or silent server), or once the host has
+had HOST_DEADLINE_FACTOR exchange deadlines in all, no new connection is
+opened to it. That gives one observation with error="slow_host", attrs
+slow_host="true" and skipped_ports.
 """
 
 from __future__ import annotations
@@ -63,6 +70,9 @@ HTTPS_PORTS = frozenset({443, 8443})
 RTSP_PORTS = frozenset({554, 8554, 10554})
 CONNECT_ONLY = {37777: "dahua-dvrip", 34567: "xmeye-sofia", 9000: "reolink-baichuan"}
 MAX_HOST_CONNECTIONS = 2
+# a host's banners must be done within this many exchange deadlines (2 x 2 x 2 s = 8 s
+# at the defaults); no new exchange starts after it, and a running one ends by its own
+HOST_DEADLINE_FACTOR = 2.0
 BANNER_WAIT = 0.5  # seconds a connect-only port is given to speak first
 TCP_REQUESTS = 0
 
@@ -116,13 +126,18 @@ class _Host:
         self.queue: deque[int] = deque(dict.fromkeys(ports))
         self.lock = threading.Lock()
         self.exhausted = threading.Event()
+        self.slow = threading.Event()  # a tar-pit, or past its time: no new connections
+        self.until = time.monotonic() + HOST_DEADLINE_FACTOR * DEADLINE_FACTOR * ctx.timeout
         self.vendor_claimed = False
         self.skipped: list[int] = []
         self.results: list[Observation] = []
 
     def next_port(self) -> int | None:
         with self.lock:
-            if self.exhausted.is_set() or not self.queue:
+            if self.exhausted.is_set() or self.slow.is_set() or not self.queue:
+                return None
+            if time.monotonic() >= self.until:
+                self.slow.set()
                 return None
             return self.queue.popleft()
 
@@ -164,7 +179,7 @@ class _Host:
         root = next((o for o in out if o.source == Source.HTTP), None)
         if root is not None and http.is_usable(root) and self.claim_vendor_paths():
             merged = http.probe_vendor_paths(
-                ctx, ip, port, tls=tls_on, base=root, extra_hints=self.hints(out)
+                ctx, ip, port, tls=tls_on, base=root, extra_hints=self.hints(out), until=self.until
             )
             out = [merged if o is root else o for o in out]
             if merged.attrs.get("budget_exhausted") == "true":
@@ -182,6 +197,13 @@ class _Host:
                 return
             with self.lock:
                 self.results += found
+            if any(_timed_out(o) for o in found):
+                self.slow.set()
+
+
+def _timed_out(obs: Observation) -> bool:
+    """An exchange that ran out its deadline ("deadline", or "not rtsp: deadline")."""
+    return obs.error is not None and obs.error.split(": ")[-1] == "deadline"
 
 
 def probe_host(
@@ -199,18 +221,26 @@ def probe_host(
         for fut in [pool.submit(host.work) for _ in range(workers)]:
             fut.result()  # a worker's unexpected exception surfaces here
     results = sorted(host.results, key=lambda o: (int(o.attrs.get("port", 0)), str(o.source)))
+    skipped = " ".join(str(p) for p in sorted(set(host.skipped) | set(host.queue)))
     if host.exhausted.is_set():
-        skipped = sorted(set(host.skipped) | set(host.queue))
         results.append(
             Observation(
                 source=Source.HTTP,
                 ip=ip,
                 seen_at=utcnow(),
-                attrs={
-                    "budget_exhausted": "true",
-                    "skipped_ports": " ".join(str(p) for p in skipped),
-                },
+                attrs={"budget_exhausted": "true", "skipped_ports": skipped},
                 error="budget_exhausted",
+            )
+        )
+    elif host.slow.is_set() and skipped:
+        _LOGGER.info("banners: %s is too slow; ports %s not asked", ip, skipped)
+        results.append(
+            Observation(
+                source=Source.HTTP,
+                ip=ip,
+                seen_at=utcnow(),
+                attrs={"slow_host": "true", "skipped_ports": skipped},
+                error="slow_host",
             )
         )
     return results

@@ -34,6 +34,7 @@ import html
 import json
 import re
 import socket
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -66,6 +67,7 @@ from scanner.probe import (
     connect,
     deadline_for,
     decode,
+    first_line_by,
     merge_hints,
     message_length,
     parse_message,
@@ -505,7 +507,9 @@ def fetch(ctx: ProbeContext, ip: str, port: int, path: str, *, tls: bool) -> Fet
         except OSError as exc:
             out.error = f"send: {type(exc).__name__}"
             return out
-        out.raw, out.error = receive(sock, deadline, _http_done)
+        out.raw, out.error = receive(
+            sock, deadline, _http_done, first_line=first_line_by(ctx, deadline)
+        )
     finally:
         close(sock)
     out.seen_at = utcnow()
@@ -585,18 +589,23 @@ def probe_vendor_paths(
     tls: bool,
     base: Observation,
     extra_hints: Iterable[str] = (),
+    until: float | None = None,
 ) -> Observation:
     """GET the vendor paths the hints call for; the base (root) observation, enriched.
 
     Hints are the base's own vendor_hint, then `extra_hints` (what the host's
     certificate or RTSP server said). Stops at the first BudgetExhausted and
-    records `budget_exhausted`.
+    records `budget_exhausted`; starts no GET after the monotonic time `until`
+    (the host's own deadline), recording the path as `late`.
     """
     attrs = dict(base.attrs)
     hints = merge_hints(attrs.get("vendor_hint"), " ".join(extra_hints)).split()
     paths = choose_paths(hints)
     answered: list[str] = [p for p in attrs.get("paths", "").split() if p]
     for path in paths:
+        if until is not None and time.monotonic() >= until:
+            answered.append(f"{path}=late")
+            break
         try:
             fetched = fetch(ctx, ip, port, path, tls=tls)
         except BudgetExhausted:

@@ -43,6 +43,7 @@ from scanner.probe import (
     connect,
     deadline_for,
     decode,
+    first_line_by,
     merge_hints,
     message_length,
     parse_message,
@@ -178,11 +179,12 @@ def _rtsp_done(data: bytes) -> bool:
 
 
 def _exchange(
-    sock: socket.socket, data: bytes, deadline: float, prefix: bytes
+    ctx: ProbeContext, sock: socket.socket, data: bytes, deadline: float, prefix: bytes
 ) -> tuple[bytes, bytes, str | None]:
     """Send one request, read one reply; (reply bytes, leftover, stop reason)."""
     send(sock, data, deadline)
-    raw, why = receive(sock, deadline, _rtsp_done, prefix=prefix)
+    first = first_line_by(ctx, deadline)
+    raw, why = receive(sock, deadline, _rtsp_done, prefix=prefix, first_line=first)
     length = message_length(raw, eof_delimited=False)
     if length is None:
         return raw, b"", why
@@ -209,7 +211,7 @@ def probe(ctx: ProbeContext, ip: str, port: int) -> Observation | None:
     deadline = deadline_for(ctx)
     try:
         try:
-            raw, rest, why = _exchange(sock, request("OPTIONS", ip, port, 1), deadline, b"")
+            raw, rest, why = _exchange(ctx, sock, request("OPTIONS", ip, port, 1), deadline, b"")
         except OSError as exc:
             return _failure(ip, port, b"", f"send: {type(exc).__name__}")
         try:
@@ -224,7 +226,7 @@ def probe(ctx: ProbeContext, ip: str, port: int) -> Observation | None:
         if why is None:  # a slow or cut-off OPTIONS answer gets no second request
             try:
                 raw2, _rest, why2 = _exchange(
-                    sock, request("DESCRIBE", ip, port, 2), deadline, rest
+                    ctx, sock, request("DESCRIBE", ip, port, 2), deadline, rest
                 )
                 describe = parse_response(raw2) if raw2 else None
                 error = why2
