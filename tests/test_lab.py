@@ -490,3 +490,37 @@ def test_cli_up_run_status_down(lab_available: None) -> None:
         assert cli("down").returncode == 0
     finally:
         cli("down")
+
+
+# ------------------------------------------------------- spoofed UDP (spoof_from)
+
+
+def test_spoofed_datagrams_are_fragmented_to_the_mtu_and_reassemble() -> None:
+    import struct
+
+    from lab.responders.base import udp_datagrams
+
+    payload = bytes(range(256)) * 12  # 3,072 bytes: three fragments at MTU 1500
+    packets = udp_datagrams("198.51.100.200", 3702, "198.51.100.1", 40000, payload)
+    assert len(packets) == 3 and all(len(p) <= 1500 for p in packets)
+    ids = {struct.unpack_from("!H", p, 4)[0] for p in packets}
+    assert len(ids) == 1
+    body = b""
+    for i, p in enumerate(packets):
+        flags_offset = struct.unpack_from("!H", p, 6)[0]
+        assert (flags_offset >> 13 == 1) == (i < len(packets) - 1)  # MF on all but the last
+        assert (flags_offset & 0x1FFF) * 8 == len(body)
+        assert p[12:16] == bytes([198, 51, 100, 200]) and p[9] == 17
+        body += p[20:]
+    sport, dport, length, checksum = struct.unpack_from("!HHHH", body)
+    assert (sport, dport, length, checksum) == (3702, 40000, 8 + len(payload), 0)
+    assert body[8:] == payload
+
+
+@pytest.mark.parametrize("bad", ["192.0.2.9", "8.8.8.8", "224.0.0.251", "0.0.0.0", "nope"])
+def test_spoof_from_must_be_a_lab_unicast_address(bad: str) -> None:
+    from lab.responders.base import OptionError
+
+    with pytest.raises(OptionError, match="spoof_from"):
+        registry()["wsd"].check({"spoof_from": bad})
+    registry()["wsd"].check({"spoof_from": "198.51.100.200"})

@@ -16,6 +16,7 @@ import importlib
 import ipaddress
 import logging
 import pkgutil
+import random
 import socket
 import struct
 from abc import ABC, abstractmethod
@@ -160,29 +161,40 @@ class StreamResponder(Responder):
 
 SPOOF_OPTION = "spoof_from"
 SPOOF_TTL = 64
+SPOOF_MTU = 1500  # the lab's veth MTU
 
 
-def udp_datagram(src: str, sport: int, dst: str, dport: int, payload: bytes) -> bytes:
-    """An IPv4 header plus UDP header (checksum 0: "none", RFC 768) for a raw socket.
+def udp_datagrams(
+    src: str, sport: int, dst: str, dport: int, payload: bytes, *, mtu: int = SPOOF_MTU
+) -> list[bytes]:
+    """One UDP datagram as IPv4 packets for a raw socket, fragmented to fit ``mtu``.
 
-    With IP_HDRINCL the kernel fills in the total length, the header checksum
-    and the IP id; everything else, the source address included, is ours.
+    UDP checksum 0 means "none" (RFC 768). With IP_HDRINCL the kernel fills in
+    the header checksum but never fragments, so a datagram over the MTU is cut
+    here into RFC 791 fragments (offsets in 8-byte units, MF on all but the last).
     """
     udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
-    ip = struct.pack(
-        "!BBHHHBBH4s4s",
-        0x45,
-        0,
-        20 + len(udp),
-        0,
-        0,
-        SPOOF_TTL,
-        socket.IPPROTO_UDP,
-        0,
-        socket.inet_aton(src),
-        socket.inet_aton(dst),
-    )
-    return ip + udp
+    ident = random.randrange(1, 1 << 16)
+    step = (mtu - 20) // 8 * 8
+    out = []
+    for offset in range(0, len(udp), step):
+        piece = udp[offset : offset + step]
+        more = 0x2000 if offset + step < len(udp) else 0
+        header = struct.pack(
+            "!BBHHHBBH4s4s",
+            0x45,
+            0,
+            20 + len(piece),
+            ident,
+            more | (offset // 8),
+            SPOOF_TTL,
+            socket.IPPROTO_UDP,
+            0,
+            socket.inet_aton(src),
+            socket.inet_aton(dst),
+        )
+        out.append(header + piece)
+    return out
 
 
 class DatagramResponder(Responder):
@@ -219,16 +231,17 @@ class DatagramResponder(Responder):
         if self.spoof_from is not None:
             # IPPROTO_RAW implies IP_HDRINCL: the source address is whatever we write
             self._raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+            self._raw.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)  # XMEye, DHIP
             self._raw.setblocking(False)  # kept out of ``sockets``: kinds index those
 
     def send(self, payload: bytes, dest: tuple[str, int]) -> None:
         """One answer datagram: from our socket, or forged from ``spoof_from``."""
         if self._raw is not None and self.spoof_from is not None:
-            packet = udp_datagram(self.spoof_from, self.port, dest[0], dest[1], payload)
             try:
-                self._raw.sendto(packet, (dest[0], 0))
-            except OSError as exc:  # a full queue or a datagram over the MTU: dropped
-                log.debug("%r: spoofed reply to %s dropped: %s", self, dest[0], exc)
+                for packet in udp_datagrams(self.spoof_from, self.port, *dest, payload):
+                    self._raw.sendto(packet, (dest[0], 0))
+            except OSError as exc:  # a full queue: dropped, as UDP is
+                log.warning("%r: spoofed reply to %s dropped: %s", self, dest[0], exc)
             return
         if self._transport is not None and not self._transport.is_closing():
             self._transport.sendto(payload, dest)
