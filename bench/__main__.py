@@ -241,7 +241,11 @@ def main() -> int:
         results["rss_mib"] = rss_after_cycles(lab, tmp)
         print(f"  RSS after 10 cycles: {results['rss_mib']} MiB", flush=True)
 
-    from bench import bench_capture, bench_corpus, bench_oui
+    from bench import bench_capture, bench_corpus, bench_oui, scan50
+
+    s50 = scan50.measure(runs=RUNS)
+    results["scan50"] = {"seconds": s50.seconds, "found": s50.found, "devices": s50.devices}
+    print(f"  50-device full scan: {s50.seconds:.1f} s, {s50.found} devices", flush=True)
 
     cpus = os.sched_getaffinity(0)  # the one-core measurements pin; give the cores back after
     results["oui"] = bench_oui.main()
@@ -305,6 +309,11 @@ def write_markdown(r: dict[str, Any]) -> None:
         f"| {ours_right} / {r['cameras']} | 1.00 |",
         f"| nmap (above) | {t_nmap:.1f} | {nmap_right} / {r['cameras']} "
         f"| {_fmt_ratio(t_full, t_nmap)} |",
+        "",
+        f"A full scan (every protocol) of a {r['scan50']['devices']}-device /24 "
+        f"(clones of lab/scenarios/discovery.toml; `python -m bench.scan50`): "
+        f"{r['scan50']['seconds']:.1f} s, median of {RUNS}, {r['scan50']['found']} devices "
+        "recorded.",
         "",
         "## Throughput and memory",
         "",
