@@ -5,7 +5,8 @@ Phase 1 listens for every voice a camera has on the local segments at once
 and the routed parts of the scope, directly: WS-Discovery (multicast, and
 unicast to each host). Phase 3 reads ONVIF device information from the
 endpoints WS-Discovery gave, and phase 4 reads banners with what is left of
-each host's packet budget.
+each host's packet budget: on an ONVIF host after its phase 3, on the others
+while phase 3 runs.
 Everything goes through one ProbeContext: one scope guard, one packet budget.
 """
 
@@ -152,18 +153,40 @@ def discover(ctx: ProbeContext) -> list[Observation]:
     hosts = sorted(
         {o.ip for o in observations if ctx.in_scope(o.ip)}, key=lambda ip: IPv4Address(ip)
     )
-    # ONVIF before banners: a device's own GetDeviceInformation is worth more than
-    # its thirteenth port, and banners would otherwise spend the per-host budget first.
+    # ONVIF before banners on each ONVIF host: a device's own GetDeviceInformation is
+    # worth more than its thirteenth port, and banners would otherwise spend the
+    # per-host budget first. The other hosts' banners run meanwhile, so a tar-pit in
+    # one phase does not add its wait to the other's.
+    targets: list[tuple[str, int, str | None]] = []
     if "onvif" in protocols:
-        from scanner.discovery import onvif
-
         targets = onvif_targets(ctx, observations)
-        observations += _guarded("onvif", lambda: onvif.probe(ctx, targets))
-    if protocols & set(BANNER_PROTOCOLS):
-        from scanner.probe import banners
-
-        observations += _guarded("banners", lambda: banners.probe_hosts(ctx, hosts))
+    first = {ip for ip, _port, _xaddr in targets}
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="phase3") as pool:
+        onvif_done = pool.submit(_onvif, ctx, targets)
+        others = [h for h in hosts if h not in first]
+        banners_done = pool.submit(_banners, ctx, others)
+        observations += onvif_done.result()
+        later = pool.submit(
+            _banners, ctx, [h for h in hosts if h in first], "banners (ONVIF hosts)"
+        )
+        observations += banners_done.result() + later.result()
     return observations
+
+
+def _onvif(ctx: ProbeContext, targets: list[tuple[str, int, str | None]]) -> list[Observation]:
+    if not targets:
+        return []
+    from scanner.discovery import onvif
+
+    return _guarded("onvif", lambda: onvif.probe(ctx, targets))
+
+
+def _banners(ctx: ProbeContext, hosts: list[str], name: str = "banners") -> list[Observation]:
+    if not hosts or not set(ctx.settings.protocols) & set(BANNER_PROTOCOLS):
+        return []
+    from scanner.probe import banners
+
+    return _guarded(name, lambda: banners.probe_hosts(ctx, hosts))
 
 
 def onvif_targets(

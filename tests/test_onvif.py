@@ -368,6 +368,7 @@ def test_http_401_refusal(device: Device) -> None:
         ("xml-bomb", "GetSystemDateAndTime: forbidden XML construct (DTDForbidden)"),
         ("malformed", "GetSystemDateAndTime: malformed XML"),
         ("oversized", f"GetSystemDateAndTime: reply larger than {MAX_REPLY} bytes"),
+        ("xxe", "GetSystemDateAndTime: forbidden XML construct (DTDForbidden)"),
     ],
 )
 def test_hostile_replies_become_error_observations(device: Device, mode: str, error: str) -> None:
@@ -379,6 +380,15 @@ def test_hostile_replies_become_error_observations(device: Device, mode: str, er
         "xaddr": f"http://127.0.0.1:{port}/onvif/device_service",
     }
     assert_clean(obs, PASSWORD)
+
+
+def test_a_tarpit_gets_one_probe_timeout_for_its_first_line(device: Device) -> None:
+    _, slow = device(mode="slow")  # one byte a second from the status line on
+    ctx = loopback_ctx(timeout=1.0)  # the request limit alone would allow 2.5 s
+    t0 = time.monotonic()
+    obs = onvif.query(ctx, LOOP, slow, None, None)
+    assert time.monotonic() - t0 < 2.0
+    assert obs.error == "GetSystemDateAndTime: timed out waiting for the reply"
 
 
 def test_a_tarpit_does_not_stall_the_probe(

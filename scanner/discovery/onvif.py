@@ -12,7 +12,8 @@ the per-service client ``ONVIFCamera`` builds) on zeep, with these guards:
 * zeep's transport is replaced by one that speaks HTTP itself through
   ``ctx.connect`` (scope check + packet budget on every request), refuses any
   other host and any remote schema, reads at most MAX_REPLY bytes, and holds
-  every request to a hard deadline (a tar-pit cannot stall it), checks the
+  every request to a hard deadline (a tar-pit cannot stall it: a reply whose
+  status line has not begun within ctx.timeout is given up), checks the
   reply is well-formed XML without DTD/entities before zeep sees it, and never
   logs a message (zeep's would log the WS-Security digest and nonce).
 * The WSDL files are found robustly (the install RECORD, then site-packages,
@@ -375,9 +376,13 @@ class ScopedTransport(Transport):
             request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
             sock.settimeout(max(0.001, deadline - time.monotonic()))
             sock.sendall(request)
+            # a device that has not begun its status line within ctx.timeout is a
+            # tar-pit (one byte a second): it gets no more of the request's time
+            first_line = min(deadline, time.monotonic() + self.ctx.timeout)
             buf = bytearray()
             while True:
-                remaining = deadline - time.monotonic()
+                limit = deadline if b"\n" in buf else first_line
+                remaining = limit - time.monotonic()
                 if remaining <= 0:
                     raise ReplyError("timed out waiting for the reply")
                 sock.settimeout(remaining)

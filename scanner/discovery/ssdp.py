@@ -10,7 +10,10 @@ DVRs/NVRs and their relabels (libupnp, ``device:EmbeddedNetDevice:1``).
 Pure parsers turn bytes into Observations; ``discover`` is the only I/O. It
 never follows a LOCATION whose host is outside the scope (recorded instead as
 ``location_out_of_scope``), never follows a redirect outside it, and reads at
-most MAX_REPLY bytes of any description within a hard deadline.
+most MAX_REPLY bytes of any description within a hard deadline: ctx.timeout
+from its request, redirects included. A description is fetched as soon as
+the reply naming it arrives, while the search still listens, so a device that
+serves it one byte at a time costs the scan little more than the search.
 
 Observation.attrs (source ``ssdp``), besides the canonical keys
 (manufacturer, model, serial, uuid, name):
@@ -31,8 +34,9 @@ import re
 import select
 import socket
 import time
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from ipaddress import IPv4Address
@@ -53,7 +57,7 @@ from scanner.discovery.base import (
     MAX_REPLY,
     ProbeContext,
 )
-from scanner.errors import ScopeError
+from scanner.errors import ParseError, ScopeError
 from scanner.model import Observation, Source, utcnow
 
 _LOGGER = logging.getLogger(__name__)
@@ -378,8 +382,15 @@ def _collect(
     return found
 
 
-def _search(ctx: ProbeContext, targets: Sequence[str]) -> list[tuple[bytes, str]]:
-    """M-SEARCH on every scoped interface; every datagram until ctx.timeout."""
+def _search(
+    ctx: ProbeContext,
+    targets: Sequence[str],
+    on_reply: Callable[[bytes, str], None] | None = None,
+) -> list[tuple[bytes, str]]:
+    """M-SEARCH on every scoped interface; every datagram until ctx.timeout.
+
+    ``on_reply(data, ip)`` sees each datagram as it arrives.
+    """
     socks: list[socket.socket] = []
     try:
         for iface in ctx.interfaces:
@@ -405,6 +416,8 @@ def _search(ctx: ProbeContext, targets: Sequence[str]) -> list[tuple[bytes, str]
                 except OSError:
                     continue
                 out.append((data, ip))
+                if on_reply is not None:
+                    on_reply(data, ip)
         return out
     finally:
         for sock in socks:
@@ -421,11 +434,13 @@ class Fetched:
 
 
 def _http_get(
-    ctx: ProbeContext, host: str, port: int, target: str
+    ctx: ProbeContext, host: str, port: int, target: str, deadline: float
 ) -> tuple[int, dict[str, str], bytes, str | None]:
-    """One GET with Connection: close, every read under one deadline and the MAX_REPLY cap."""
-    deadline = time.monotonic() + 2 * ctx.timeout
-    sock = ctx.connect(host, port, timeout=ctx.timeout)
+    """One GET with Connection: close, all of it by `deadline`, the body capped at MAX_REPLY."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise _FetchError("description read timed out")
+    sock = ctx.connect(host, port, timeout=min(ctx.timeout, left))
     try:
         request = (
             f"GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: {USER_AGENT}\r\n"
@@ -559,7 +574,12 @@ def is_in_scope_host(ctx: ProbeContext, host: str | None) -> bool:
 
 
 def fetch_description(ctx: ProbeContext, url: str) -> Fetched:
-    """GET a description URL, following only in-scope http:// redirects."""
+    """GET a description URL within ctx.timeout, following only in-scope http:// redirects.
+
+    A description is a few kilobytes on a LAN: a device that cannot serve it in
+    the time it had to answer the search is a tar-pit, not a slow camera.
+    """
+    deadline = time.monotonic() + ctx.timeout
     for _hop in range(MAX_REDIRECTS + 1):
         split = _split_http_url(url)
         if split is None:
@@ -570,11 +590,13 @@ def fetch_description(ctx: ProbeContext, url: str) -> Fetched:
                 None, error=f"redirect to {clean(url, 200)} not followed (outside the scope)"
             )
         try:
-            status, hdr, body, error = _http_get(ctx, host, port, target)
+            status, hdr, body, error = _http_get(ctx, host, port, target, deadline)
         except _FetchError as exc:
             return Fetched(None, error=str(exc))
         except ScopeError as exc:
             return Fetched(None, error=clean(str(exc), 200))
+        except TimeoutError:
+            return Fetched(None, error="description read timed out")
         except OSError as exc:
             return Fetched(
                 None, error=clean(f"description fetch failed: {exc.strerror or exc}", 200)
@@ -615,25 +637,53 @@ def _merge(found: _Found, desc: Observation | None, fetched: Fetched | None) -> 
     )
 
 
-def _fetch_all(ctx: ProbeContext, urls: Sequence[str]) -> dict[str, Fetched]:
-    if not urls:
-        return {}
-    with ThreadPoolExecutor(max_workers=min(FETCH_WORKERS, len(urls))) as pool:
-        return dict(zip(urls, pool.map(lambda u: fetch_description(ctx, u), urls), strict=True))
+class _Fetcher:
+    """Starts each description fetch the moment a search reply names its LOCATION.
+
+    Which LOCATIONs are followed: in scope, http, at most MAX_LOCATIONS_PER_HOST
+    per host and MAX_FETCHES per scan, each URL once, in the order replies come.
+    """
+
+    def __init__(self, ctx: ProbeContext, pool: ThreadPoolExecutor) -> None:
+        self.ctx = ctx
+        self.pool = pool
+        self.started: dict[str, Future[Fetched]] = {}
+        self.per_host: Counter[str] = Counter()
+
+    def offer(self, data: bytes, ip: str) -> None:
+        if not self.ctx.in_scope(ip):
+            return
+        try:
+            obs = parse_response(data, ip, utcnow())
+        except ParseError:
+            return
+        loc = obs.attrs.get("location") if obs is not None else None
+        if not loc or loc in self.started:
+            return
+        host = location_host(loc)
+        if host is None or not is_in_scope_host(self.ctx, host):
+            return  # never resolved, never followed outside the scope
+        if self.per_host[host] >= MAX_LOCATIONS_PER_HOST or len(self.started) >= MAX_FETCHES:
+            return
+        self.per_host[host] += 1
+        self.started[loc] = self.pool.submit(fetch_description, self.ctx, loc)
+
+    def results(self) -> dict[str, Fetched]:
+        return {loc: fut.result() for loc, fut in self.started.items()}
 
 
 def discover(ctx: ProbeContext, targets: Sequence[str] = SEARCH_TARGETS) -> list[Observation]:
-    """Search every scoped interface, then read each in-scope device description.
+    """Search every scoped interface, reading each in-scope device description meanwhile.
 
     One Observation per (address, UUID) that answered; a description that
     cannot be read leaves its ``error`` on that Observation and the rest go on.
     """
-    found = _collect(_search(ctx, targets), ctx)
+    with ThreadPoolExecutor(max_workers=FETCH_WORKERS, thread_name_prefix="ssdp") as pool:
+        fetcher = _Fetcher(ctx, pool)
+        found = _collect(_search(ctx, targets, fetcher.offer), ctx)
+        fetched = fetcher.results()
     if not found:
         return []
-    # decide which LOCATIONs to follow: in scope, http, a few per host, each once
-    to_fetch: list[str] = []
-    per_host: dict[str, int] = {}
     for f in found.values():
         loc = f.attrs.get("location")
         if not loc:
@@ -646,15 +696,8 @@ def discover(ctx: ProbeContext, targets: Sequence[str] = SEARCH_TARGETS) -> list
             f.attrs["location_host"] = clean(host, 255)
         if not is_in_scope_host(ctx, host):  # includes every DNS name: we never resolve one
             f.attrs["location_out_of_scope"] = "true"
-            continue
-        if loc in to_fetch:
-            continue
-        if per_host.get(host, 0) >= MAX_LOCATIONS_PER_HOST or len(to_fetch) >= MAX_FETCHES:
+        elif loc not in fetched:
             f.errors.append("description not fetched (per-host limit)")
-            continue
-        per_host[host] = per_host.get(host, 0) + 1
-        to_fetch.append(loc)
-    fetched = _fetch_all(ctx, to_fetch)
     out: list[Observation] = []
     seen_uuids: set[tuple[str, str]] = {(f.ip, f.attrs.get(ATTR_UUID, "")) for f in found.values()}
     for f in found.values():
