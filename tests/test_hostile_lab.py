@@ -118,7 +118,9 @@ def test_the_hostile_network_is_scanned_within_bounds(
         f"hostile {hostile['seconds']:.1f} s {hostile['max_rss_kb'] // 1024} MB"
     )
 
-    # time and memory bounds
+    # time and memory bounds, with no absolute slack: each tar-pit costs one probe
+    # timeout (first line due by then), descriptions are read while the search
+    # listens and banners run beside ONVIF, so hostile is about 1.6 x clean here
     assert hostile["seconds"] <= 2 * clean["seconds"], (clean["seconds"], hostile["seconds"])
     assert hostile["max_rss_kb"] < MAX_RSS_KB, hostile["max_rss_kb"]
     # no protocol gave up on a hostile reply
