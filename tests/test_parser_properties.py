@@ -266,3 +266,13 @@ def test_parse_error_is_the_one_parse_error() -> None:
 def test_a_negative_chunk_size_ends_the_ssdp_body() -> None:
     # found by test_ssdp_dechunk_is_total: "-6" made the reader step back for ever
     assert ssdp._dechunk(b"-6\r\nabcdef\r\n0\r\n\r\n") == (b"", "bad chunked encoding")
+
+
+def test_non_ascii_digits_are_not_lengths_or_status_codes() -> None:
+    """'¹'.isdigit() is true in Python and int() refuses it: found by hypothesis."""
+    from scanner.discovery import ssdp
+    from scanner.probe import content_length, parse_message
+
+    headers = parse_message(b"RTSP/1.0 200 OK\r\nContent-Length: \xc2\xb9\r\n\r\n", b"RTSP").headers
+    assert content_length(headers) is None
+    assert not ssdp._complete(bytearray(b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\n"))

@@ -172,7 +172,7 @@ def parse_response(data: bytes, ip: str, seen_at: datetime) -> Observation | Non
     status_line = lines[0].strip()
     if is_reply:
         parts = status_line.split(None, 2)
-        if len(parts) < 2 or not parts[1].isdigit():
+        if len(parts) < 2 or not _digits(parts[1]):
             errors.append("bad status line")
         elif parts[1] != "200":
             errors.append(f"status {clean(parts[1], 3)}")
@@ -475,13 +475,13 @@ def _http_get(
         raise _FetchError(error or "no HTTP response head")
     lines = head.decode("latin-1").split("\r\n")
     parts = lines[0].split(None, 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not _digits(parts[1]):
         raise _FetchError("not an HTTP response")
     hdr = _headers(lines[1:])
     if "chunked" in hdr.get("transfer-encoding", "").lower():
         body, chunk_error = _dechunk(body)
         error = error or chunk_error
-    elif hdr.get("content-length", "").isdigit():
+    elif _digits(hdr.get("content-length", "")):
         length = int(hdr["content-length"])
         if length > MAX_REPLY:
             raise _FetchError(f"description larger than {MAX_REPLY} bytes")
@@ -491,6 +491,11 @@ def _http_get(
     if len(body) > MAX_REPLY:
         raise _FetchError(f"description larger than {MAX_REPLY} bytes")
     return int(parts[1]), hdr, body, error
+
+
+def _digits(text: str) -> bool:
+    """ASCII digits only: latin-1 text has "\u00b2".isdigit() true and int() refuses it."""
+    return text.isascii() and text.isdigit()
 
 
 def _complete(buf: bytearray) -> bool:
@@ -503,7 +508,7 @@ def _complete(buf: bytearray) -> bool:
         return False
     hdr = _headers(bytes(buf[:end]).decode("latin-1").split("\r\n")[1:])
     length = hdr.get("content-length", "")
-    if not length.isdigit() or "chunked" in hdr.get("transfer-encoding", "").lower():
+    if not _digits(length) or "chunked" in hdr.get("transfer-encoding", "").lower():
         return False
     return int(length) > MAX_REPLY or len(buf) - end - 4 >= int(length)
 

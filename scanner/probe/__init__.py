@@ -278,7 +278,7 @@ def content_length(headers: Headers) -> int | None:
     if value is None:
         return None
     value = value.split(",")[0].strip()  # duplicated values get folded by some stacks
-    if not value.isdigit() or len(value) > 15:
+    if not (value.isascii() and value.isdigit()) or len(value) > 15:  # "¹".isdigit()
         return None
     return int(value)
 
