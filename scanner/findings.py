@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from scanner.model import Verdict
+from scanner.model import CONNECTION_KEYS, Verdict
 from scanner.store import DeviceRecord
 
 # A flagged device must miss this many covering scans before its return is
@@ -213,6 +213,9 @@ def device_findings(
     return out
 
 
+_RUNNING = ("last_seen", "packets", "bytes")
+
+
 def connection_finding(conn: Mapping[str, Any]) -> Finding | None:
     """A finding for a connections row of an alerting class, else None.
 
@@ -226,21 +229,8 @@ def connection_finding(conn: Mapping[str, Any]) -> Finding | None:
     port = conn.get("dst_port")
     key = f"{Kind.NEW_CONNECTION}:{who}:{conn.get('dst_ip')}:{port if port is not None else '-'}"
     key += f"/{conn.get('proto')}"
-    detail = {
-        k: conn.get(k)
-        for k in (
-            "device_mac",
-            "device_ip",
-            "dst_ip",
-            "dst_port",
-            "proto",
-            "dst_name",
-            "dst_country",
-            "class",
-            "vendor",
-            "first_seen",
-        )
-    }
+    # what identifies the flow, not its running counts: a finding must not change
+    detail = {k: conn.get(k) for k in CONNECTION_KEYS if k not in _RUNNING}
     detail["ip"], detail["mac"] = conn.get("device_ip"), conn.get("device_mac")
     device = f"mac:{conn['device_mac']}" if conn.get("device_mac") else None
     return Finding(Kind.NEW_CONNECTION, device, key, detail)

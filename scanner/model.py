@@ -124,3 +124,21 @@ class Device:
     @property
     def sources(self) -> list[str]:
         return sorted({str(o.source) for o in self.observations})
+
+
+# one row of the `connections` table as the report and findings carry it
+CONNECTION_KEYS = (
+    "device_mac",
+    "device_ip",
+    "dst_ip",
+    "dst_port",
+    "proto",
+    "dst_name",
+    "dst_country",
+    "class",
+    "vendor",
+    "first_seen",
+    "last_seen",
+    "packets",
+    "bytes",
+)

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from scanner.model import iso, utcnow
+from scanner.model import CONNECTION_KEYS, iso, utcnow
 
 DEVICE_KEYS = (
     "ip",
@@ -43,21 +43,6 @@ DEVICE_KEYS = (
     "ip_history",
     "first_seen",
     "last_seen",
-)
-CONNECTION_KEYS = (
-    "device_mac",
-    "device_ip",
-    "dst_ip",
-    "dst_port",
-    "proto",
-    "dst_name",
-    "dst_country",
-    "class",
-    "vendor",
-    "first_seen",
-    "last_seen",
-    "packets",
-    "bytes",
 )
 SCAN_KEYS = (
     "id",

@@ -87,14 +87,7 @@ def record_scan_findings(
             missed = _missed(store, before, scan_id) if before.get("flagged") else 0
             previous = PreviousDevice.from_row(before, missed)
         for f in device_findings(previous, record, absent_scans=ABSENT_SCANS):
-            fid = store.add_finding(
-                scan_id=scan_id,
-                kind=str(f.kind),
-                key=f.key,
-                device_id=f.device,
-                detail=dict(f.detail),
-                now=now,
-            )
+            fid = _add(store, scan_id, f, now)
             if fid is not None:
                 fresh.append((fid, f))
     baseline_nets = new_networks(store, scan_id, scan.cidrs)
@@ -136,6 +129,18 @@ def record_scan_findings(
         else "",
     )
     return Recorded(tuple(f for _, f in fresh), alerts, tuple(str(n) for n in baseline_nets))
+
+
+def _add(store: Store, scan_id: int | None, f: Finding, now: str) -> int | None:
+    """The finding's id if it is new; None if the store already had it."""
+    return store.add_finding(
+        scan_id=scan_id,
+        kind=str(f.kind),
+        key=f.key,
+        device_id=f.device,
+        detail=dict(f.detail),
+        now=now,
+    )
 
 
 def _queue(store: Store, finding_id: int, f: Finding, now: str, *, status: str) -> int:
@@ -184,14 +189,7 @@ def record_connection_findings(store: Store, settings: EmailSettings | None, now
     with store.transaction():
         fresh: list[tuple[int, Finding]] = []
         for f in new:
-            fid = store.add_finding(
-                scan_id=None,
-                kind=str(f.kind),
-                key=f.key,
-                device_id=f.device,
-                detail=dict(f.detail),
-                now=now,
-            )
+            fid = _add(store, None, f, now)
             if fid is not None:
                 fresh.append((fid, f))
                 count += 1
