@@ -15,6 +15,7 @@ import click
 from rich.console import Console
 
 from scanner import __version__
+from scanner.cli_options import config_option, db_option
 from scanner.config import PROTOCOLS, Config, load_config, with_overrides
 from scanner.errors import ScannerError
 from scanner.report import safe_text
@@ -48,18 +49,6 @@ def _setup_logging(verbose: int) -> None:
 
 def _config(config: Path | None, db: Path | None, **overrides: Any) -> Config:
     return with_overrides(load_config(config), db=db, **overrides)
-
-
-config_option = click.option(
-    "--config",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Config file (default /etc/scanner/scanner.toml).",
-)
-db_option = click.option(
-    "--db",
-    type=click.Path(path_type=Path),
-    help="SQLite database (default from config, else /var/lib/scanner/scanner.db).",
-)
 
 
 @click.group(cls=_Group)

@@ -18,18 +18,10 @@ import click
 from scanner.capture.classify import ALERT_CLASSES, CLASSES
 from scanner.capture.pipeline import Outcome, capture_window, import_capture
 from scanner.capture.settings import CaptureSettings, parse_allow, parse_network
+from scanner.cli_options import config_option as _config_option
+from scanner.cli_options import db_option as _db_option
 from scanner.config import Config, load_config, with_overrides
 
-_config_option = click.option(
-    "--config",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Config file (default /etc/scanner/scanner.toml).",
-)
-_db_option = click.option(
-    "--db",
-    type=click.Path(path_type=Path),
-    help="SQLite database (default from config, else /var/lib/scanner/scanner.db).",
-)
 _allow_option = click.option(
     "--allow",
     "allow",

@@ -12,19 +12,10 @@ from pathlib import Path
 import click
 
 from scanner.alerts.settings import EmailSettings
+from scanner.cli_options import config_option as _config_option
+from scanner.cli_options import db_option as _db_option
 from scanner.config import Config, load_config, with_overrides
 from scanner.errors import ConfigError
-
-_config_option = click.option(
-    "--config",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Config file (default /etc/scanner/scanner.toml).",
-)
-_db_option = click.option(
-    "--db",
-    type=click.Path(path_type=Path),
-    help="SQLite database (default from config, else /var/lib/scanner/scanner.db).",
-)
 
 
 def _load(config: Path | None, db: Path | None) -> Config:
