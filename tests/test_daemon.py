@@ -196,6 +196,12 @@ def test_daemon_cycles_reloads_and_stops_cleanly(
         d.wait_for("daemon started: scans every 0.05 min")
         for n in (1, 2, 3):
             d.wait_for(f"cycle {n}: scan {n} complete: 8 devices (3 flagged)")
+        # the datagram is sent before the log line, but our reader thread may lag it
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not any(
+            m.startswith("STATUS=scan 3 at ") for m in list(notes.messages)
+        ):
+            time.sleep(0.05)
         messages = list(notes.messages)
         assert messages[0].startswith("READY=1\nSTATUS=running")
         assert messages.count("WATCHDOG=1") >= 2
