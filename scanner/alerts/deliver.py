@@ -26,7 +26,7 @@ from typing import Any
 
 from scanner.alerts.compose import hello_text, overflow_text
 from scanner.alerts.email import DeliveryError, SmtpSession, build_message, message_for_row
-from scanner.alerts.outbox import make_digest, record_connection_findings
+from scanner.alerts.outbox import bundle, make_digest, record_connection_findings
 from scanner.alerts.settings import EmailSettings
 from scanner.errors import ConfigError, ScannerError
 from scanner.model import iso, utcnow
@@ -81,15 +81,7 @@ def _cap(store: Store, settings: EmailSettings, now: datetime) -> list[dict[str,
     if len(fold) < 2:
         return due[:budget]
     text = overflow_text(fold, settings.max_per_hour)
-    store.bundle_alerts(
-        [int(r["id"]) for r in fold],
-        kind="overflow",
-        subject=text.subject,
-        body=text.body,
-        html=text.html,
-        created_at=t,
-        from_status="pending",
-    )
+    bundle(store, [int(r["id"]) for r in fold], "overflow", text, t, from_status="pending")
     _LOGGER.warning(
         "hourly cap of %d mails: %d alerts suppressed into one mail",
         settings.max_per_hour,

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
 from typing import Any
 
-from scanner.alerts.compose import digest_text, finding_text, first_capture_text, summary_text
+from scanner.alerts.compose import Text, digest_text, finding_text, first_capture_text, summary_text
 from scanner.alerts.settings import EmailSettings
 from scanner.findings import ABSENT_SCANS, Finding, Kind, PreviousDevice, device_findings
 from scanner.findings import connection_finding as _connection_finding
@@ -101,15 +101,7 @@ def record_scan_findings(
         text = summary_text([str(n) for n in baseline_nets], devices, [f for _, f in baseline])
         children = [_queue(store, i, f, now, status="summarised") for i, f in baseline]
         if children:
-            store.bundle_alerts(
-                children,
-                kind="summary",
-                subject=text.subject,
-                body=text.body,
-                html=text.html,
-                created_at=now,
-                from_status="summarised",
-            )
+            bundle(store, children, "summary", text, now, from_status="summarised")
         else:
             store.add_alert(
                 kind="summary", subject=text.subject, body=text.body, html=text.html, created_at=now
@@ -140,6 +132,21 @@ def _add(store: Store, scan_id: int | None, f: Finding, now: str) -> int | None:
         device_id=f.device,
         detail=dict(f.detail),
         now=now,
+    )
+
+
+def bundle(
+    store: Store, ids: Sequence[int], kind: str, text: Text, now: str, *, from_status: str
+) -> int:
+    """One mail of `kind` carrying the alerts `ids`, which leave `from_status`."""
+    return store.bundle_alerts(
+        ids,
+        kind=kind,
+        subject=text.subject,
+        body=text.body,
+        html=text.html,
+        created_at=now,
+        from_status=from_status,
     )
 
 
@@ -198,15 +205,7 @@ def record_connection_findings(store: Store, settings: EmailSettings | None, now
         if first and len(fresh) > 1:
             ids = [_queue(store, i, f, now, status="summarised") for i, f in fresh]
             text = first_capture_text([f for _, f in fresh])
-            store.bundle_alerts(
-                ids,
-                kind="summary",
-                subject=text.subject,
-                body=text.body,
-                html=text.html,
-                created_at=now,
-                from_status="summarised",
-            )
+            bundle(store, ids, "summary", text, now, from_status="summarised")
         else:
             status = "queued" if settings.mode == "digest" else "pending"
             for i, f in fresh:
@@ -229,12 +228,4 @@ def make_digest(
         if datetime.fromisoformat(now) < due:
             return None
     text = digest_text(queued, last)
-    return store.bundle_alerts(
-        [int(r["id"]) for r in queued],
-        kind="digest",
-        subject=text.subject,
-        body=text.body,
-        html=text.html,
-        created_at=now,
-        from_status="queued",
-    )
+    return bundle(store, [int(r["id"]) for r in queued], "digest", text, now, from_status="queued")
