@@ -22,6 +22,7 @@ import struct
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar, cast
+from xml.etree.ElementTree import Element
 
 from lab.scenario import ServiceSpec, allowed_range
 
@@ -307,3 +308,18 @@ def registry() -> dict[str, type[Responder]]:
                 importlib.import_module(f"{pkg.__name__}.{mod.name}")
         _discovered = True
     return dict(_REGISTRY)
+
+
+def local_name(tag: object) -> str:
+    """An element's name without its namespace: devices vary the namespaces, not the names."""
+    return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
+
+
+def child(parent: Element | None, name: str) -> Element | None:
+    """The first child element called `name`, in any namespace."""
+    if parent is None:
+        return None
+    for el in parent:
+        if local_name(el.tag) == name:
+            return el
+    return None

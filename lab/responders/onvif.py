@@ -63,6 +63,12 @@ from lab.responders.base import (
     log,
     register,
 )
+from lab.responders.base import (
+    child as _child,
+)
+from lab.responders.base import (
+    local_name as _local,
+)
 from lab.responders.http import build_response
 from lab.scenario import ServiceSpec
 
@@ -121,19 +127,6 @@ def password_digest(nonce: bytes, created: str, password: str) -> str:
     """WS-Security UsernameToken Profile 1.0 §3.1: base64(sha1(nonce + created + password))."""
     raw = hashlib.sha1(nonce + created.encode() + password.encode()).digest()
     return base64.b64encode(raw).decode()
-
-
-def _local(tag: object) -> str:
-    return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
-
-
-def _child(parent: Element | None, name: str) -> Element | None:
-    if parent is None:
-        return None
-    for el in parent:
-        if _local(el.tag) == name:
-            return el
-    return None
 
 
 def _text(parent: Element | None, name: str) -> str:

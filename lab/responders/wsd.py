@@ -36,7 +36,6 @@ import socket
 import uuid
 from collections.abc import Mapping
 from typing import Any, ClassVar
-from xml.etree.ElementTree import Element
 from xml.etree.ElementTree import ParseError as XMLParseError
 from xml.sax.saxutils import escape
 
@@ -50,6 +49,9 @@ from lab.responders.base import (
     join_group,
     log,
     register,
+)
+from lab.responders.base import (
+    child as _child,
 )
 from lab.scenario import ServiceSpec
 
@@ -76,19 +78,6 @@ PREFIXES = {
 }
 _XMLNS = re.compile(rb"""xmlns:([A-Za-z_][A-Za-z0-9_.-]*)\s*=\s*["']([^"'<>]*)["']""")
 _QNAME = re.compile(r"^([A-Za-z_][A-Za-z0-9_.-]*):([A-Za-z_][A-Za-z0-9_.-]*)$")
-
-
-def _local(tag: object) -> str:
-    return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
-
-
-def _child(parent: Element | None, name: str) -> Element | None:
-    if parent is None:
-        return None
-    for el in parent:
-        if _local(el.tag) == name:
-            return el
-    return None
 
 
 def own_ip(probe: socket.socket, peer: str) -> str:

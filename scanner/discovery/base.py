@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
+from xml.etree.ElementTree import Element
 
 from scanner.config import ScanSettings, Scope
 from scanner.discovery.arp import InterfaceInfo
@@ -171,3 +172,18 @@ def recv_until(
             break
         out.append((data, ip))
     return out
+
+
+def local_name(tag: object) -> str:
+    """An element's name without its namespace: devices vary the namespaces, not the names."""
+    return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
+
+
+def child(parent: Element | None, name: str) -> Element | None:
+    """The first child element called `name`, in any namespace."""
+    if parent is None:
+        return None
+    for el in parent:
+        if local_name(el.tag) == name:
+            return el
+    return None

@@ -65,6 +65,9 @@ from scanner.discovery.base import (
     MAX_DATAGRAM,
     ProbeContext,
 )
+from scanner.discovery.base import (
+    local_name as _local,
+)
 from scanner.errors import ParseError
 from scanner.model import Observation, Source, utcnow
 from scanner.oui import is_multicast, normalise_mac
@@ -210,10 +213,6 @@ def build_probe(probe_uuid: str) -> bytes:
         '<?xml version="1.0" encoding="utf-8"?>'
         f"<Probe><Uuid>{text}</Uuid><Types>inquiry</Types></Probe>"
     ).encode()
-
-
-def _local(tag: object) -> str:
-    return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
 
 
 def _fields_from_tree(root: Element) -> dict[str, str]:

@@ -57,6 +57,12 @@ from scanner.discovery.base import (
     MAX_REPLY,
     ProbeContext,
 )
+from scanner.discovery.base import (
+    child as _child,
+)
+from scanner.discovery.base import (
+    local_name as _local,
+)
 from scanner.errors import ParseError, ScopeError
 from scanner.model import Observation, Source, utcnow
 
@@ -207,18 +213,6 @@ def parse_response(data: bytes, ip: str, seen_at: datetime) -> Observation | Non
 
 
 # --------------------------------------------------------------- description
-
-
-def _local(tag: object) -> str:
-    """An element's name without its namespace: descriptions vary in namespaces."""
-    return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
-
-
-def _child(el: Element, name: str) -> Element | None:
-    for c in el:
-        if _local(c.tag) == name:
-            return c
-    return None
 
 
 def _text(el: Element, name: str) -> str:

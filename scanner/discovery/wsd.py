@@ -71,6 +71,12 @@ from scanner.discovery.base import (
     MAX_DATAGRAM,
     ProbeContext,
 )
+from scanner.discovery.base import (
+    child as _child,
+)
+from scanner.discovery.base import (
+    local_name as _local,
+)
 from scanner.errors import ScopeError
 from scanner.model import Observation, Source, utcnow
 from scanner.oui import is_multicast, normalise_mac
@@ -172,17 +178,6 @@ def build_probe(types: str | None, message_id: str) -> bytes:
         f"<s:Body>{body}</s:Body>"
         "</s:Envelope>"
     ).encode()
-
-
-def _local(tag: object) -> str:
-    return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
-
-
-def _child(parent: Element, name: str) -> Element | None:
-    for el in parent:
-        if _local(el.tag) == name:
-            return el
-    return None
 
 
 def _text(parent: Element | None, name: str) -> str:
