@@ -16,6 +16,7 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from scanner.checks import each, whole
 from scanner.errors import ConfigError, ScopeError
 
 if TYPE_CHECKING:
@@ -118,22 +119,16 @@ def _str(key: str, v: Any) -> str:
     return v
 
 
-def _pos_int(maximum: int) -> _Check:
-    def check(key: str, v: Any) -> int:
-        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= maximum:
-            raise ValueError(f"must be a whole number from 1 to {maximum}")
-        return v
+def _keyless(check: Callable[[Any], Any]) -> _Check:
+    return lambda _key, v: check(v)
 
-    return check
+
+def _pos_int(maximum: int) -> _Check:
+    return _keyless(whole(1, maximum))
 
 
 def _nonneg_int(maximum: int) -> _Check:
-    def check(key: str, v: Any) -> int:
-        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= maximum:
-            raise ValueError(f"must be a whole number from 0 to {maximum}")
-        return v
-
-    return check
+    return _keyless(whole(0, maximum))
 
 
 def _seconds(key: str, v: Any) -> float:
@@ -190,18 +185,7 @@ def parse_cidr(v: Any) -> IPv4Network:
 
 
 def _list_of(item: Callable[[Any], Any]) -> _Check:
-    def check(key: str, v: Any) -> tuple[Any, ...]:
-        if not isinstance(v, list):
-            raise ValueError("must be a list")
-        out = []
-        for i, element in enumerate(v):
-            try:
-                out.append(item(element))
-            except ValueError as exc:
-                raise ValueError(f"[{i}] {exc}") from None
-        return tuple(out)
-
-    return check
+    return _keyless(each(item))
 
 
 # section -> key -> check; the example config documents every key listed here

@@ -37,6 +37,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from scanner import sdnotify
+from scanner.checks import whole
 from scanner.errors import ConfigError, ScannerError
 from scanner.model import iso, utcnow
 
@@ -69,7 +70,7 @@ class DaemonSettings:
         checks: dict[str, Callable[[Any], Any]] = {
             "interval_minutes": _minutes,
             "cron": _cron,
-            "retention_days": _whole(1, 3650, "days"),
+            "retention_days": whole(1, 3650, "days"),
         }
         v: dict[str, Any] = {}
         for key, value in d.items():
@@ -90,15 +91,6 @@ def _minutes(v: Any) -> float:
     if isinstance(v, bool) or not isinstance(v, int | float) or not 0.05 <= v <= 10080:
         raise ValueError("must be a number of minutes from 0.05 to 10080 (a week)")
     return float(v)
-
-
-def _whole(lo: int, hi: int, unit: str) -> Callable[[Any], int]:
-    def check(v: Any) -> int:
-        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-            raise ValueError(f"must be a whole number of {unit} from {lo} to {hi}")
-        return v
-
-    return check
 
 
 def _cron(v: Any) -> str:

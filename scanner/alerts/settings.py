@@ -16,6 +16,7 @@ from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
+from scanner.checks import each, whole
 from scanner.errors import ConfigError
 
 SECURITY = ("starttls", "ssl", "none")
@@ -168,28 +169,17 @@ def _address(v: Any) -> str:
 def _addresses(v: Any) -> tuple[str, ...]:
     if isinstance(v, str):
         v = [v]
-    if not isinstance(v, list) or not v:
-        raise ValueError("must be a non-empty list of email addresses")
-    out = []
-    for i, item in enumerate(v):
-        try:
-            out.append(_address(item))
-        except ValueError as exc:
-            raise ValueError(f"[{i}] {exc}") from None
-    return tuple(out)
+    if not v:
+        raise ValueError(_ADDRESSES)
+    return _each_address(v)
+
+
+_ADDRESSES = "must be a non-empty list of email addresses"
+_each_address = each(_address, _ADDRESSES)
 
 
 def _path(v: Any) -> Path:
     return Path(_text(v))
-
-
-def _int_range(lo: int, hi: int) -> Callable[[Any], int]:
-    def check(v: Any) -> int:
-        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-            raise ValueError(f"must be a whole number from {lo} to {hi}")
-        return v
-
-    return check
 
 
 def _timeout(v: Any) -> float:
@@ -207,8 +197,8 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "from": _address,
     "to": _addresses,
     "mode": _choice(MODES),
-    "digest_minutes": _int_range(1, 10080),
-    "max_per_hour": _int_range(1, 1000),
+    "digest_minutes": whole(1, 10080),
+    "max_per_hour": whole(1, 1000),
     "timeout": _timeout,
     "ca_file": _path,
 }

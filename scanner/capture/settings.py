@@ -36,6 +36,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Any
 
+from scanner.checks import each, whole
 from scanner.errors import ConfigError
 
 IPAddress = IPv4Address | IPv6Address
@@ -154,15 +155,6 @@ def _number(lo: float, hi: float) -> Any:
     return check
 
 
-def _whole(lo: int, hi: int) -> Any:
-    def check(v: Any) -> int:
-        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-            raise ValueError(f"must be a whole number from {lo} to {hi}")
-        return v
-
-    return check
-
-
 def _bool(v: Any) -> bool:
     if not isinstance(v, bool):
         raise ValueError("must be true or false")
@@ -184,18 +176,6 @@ def parse_network(v: Any) -> IPNetwork:
     except ValueError:
         raise ValueError(f"{v!r} is not a valid CIDR (host bits set?)") from None
     return net
-
-
-def _networks(v: Any) -> tuple[IPNetwork, ...]:
-    if not isinstance(v, list):
-        raise ValueError("must be a list of CIDRs")
-    out = []
-    for i, item in enumerate(v):
-        try:
-            out.append(parse_network(item))
-        except ValueError as exc:
-            raise ValueError(f"[{i}] {exc}") from None
-    return tuple(out)
 
 
 def parse_allow(entry: Any) -> AllowRule:
@@ -247,27 +227,15 @@ def parse_allow(entry: Any) -> AllowRule:
     return AllowRule(name=name, ports=ports, note=note)
 
 
-def _allow(v: Any) -> tuple[AllowRule, ...]:
-    if not isinstance(v, list):
-        raise ValueError("must be a list of tables ([[capture.allow]])")
-    out = []
-    for i, item in enumerate(v):
-        try:
-            out.append(parse_allow(item))
-        except ValueError as exc:
-            raise ValueError(f"[{i}] {exc}") from None
-    return tuple(out)
-
-
 _CHECKS: dict[str, Any] = {
     "interface": _interface,
     "seconds": _number(0.1, 3600),
-    "every_minutes": _whole(1, 1440),
+    "every_minutes": whole(1, 1440),
     "promisc": _bool,
-    "internal_networks": _networks,
-    "allow": _allow,
+    "internal_networks": each(parse_network, "must be a list of CIDRs"),
+    "allow": each(parse_allow, "must be a list of tables ([[capture.allow]])"),
     "geoip_mmdb": _path,
     "geoip_file": _path,
-    "max_flows": _whole(16, 1_000_000),
-    "max_names": _whole(16, 1_000_000),
+    "max_flows": whole(16, 1_000_000),
+    "max_names": whole(16, 1_000_000),
 }
