@@ -46,20 +46,11 @@ if str(ROOT) not in sys.path:  # run as a plain script from a checkout
 from lab import Lab, Scenario, load_scenario, unavailable_reason  # noqa: E402
 from scanner.model import Assessment, Identification, Verdict  # noqa: E402
 from scanner.store import DeviceRecord, ScanRecord, Store  # noqa: E402
+from tests.unprivileged import NOBODY, SETPRIV, reachable_by_others  # noqa: E402
 
 RATES_UNRELATED = (20_000, 50_000)
 RATES_KEPT = (5_000, 20_000)
 RSS_FLAT_KIB = 8 * 1024
-NOBODY = 65534
-SETPRIV = [
-    "setpriv",
-    f"--reuid={NOBODY}",
-    f"--regid={NOBODY}",
-    "--clear-groups",
-    "--inh-caps=-all,+net_raw",
-    "--ambient-caps=-all,+net_raw",
-    "--bounding-set=-all,+net_raw",
-]
 CAMERAS = {
     "198.51.100.10": "44:19:b6:00:01:10",
     "198.51.100.11": "e0:50:8b:00:01:11",
@@ -282,7 +273,7 @@ def measure(seconds: float = 15.0) -> dict[str, Any] | None:
     os.chown(work, NOBODY, NOBODY)
     results: list[dict[str, Any]] = []
     try:
-        with Lab(scenario()) as lab:
+        with reachable_by_others(ROOT), Lab(scenario()) as lab:
             for rate in RATES_UNRELATED:
                 db = work / f"unrelated-{rate}.db"
                 inventory_db(db)

@@ -25,19 +25,8 @@ import pytest
 from lab import Lab
 from scanner.store import Store
 from tests.conftest import LabFactory
+from tests.unprivileged import NOBODY, SETPRIV, reachable_by_others
 
-NOBODY = 65534
-# Drop to nobody keeping CAP_NET_RAW and nothing else: effective, permitted,
-# inheritable, ambient and bounding sets all {net_raw}.
-SETPRIV = [
-    "setpriv",
-    f"--reuid={NOBODY}",
-    f"--regid={NOBODY}",
-    "--clear-groups",
-    "--inh-caps=-all,+net_raw",
-    "--ambient-caps=-all,+net_raw",
-    "--bounding-set=-all,+net_raw",
-]
 CAP_NET_RAW = 1 << 13
 ALLOW = ["--allow", "203.0.113.53", "--allow", "ntp.force.example", "--allow", "203.0.113.20"]
 REPO = Path(__file__).resolve().parents[1]
@@ -53,6 +42,12 @@ pkts = s.stop()
 wrpcapng(sys.argv[2], pkts)
 print(len(pkts), flush=True)
 """
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _code_reachable_by_nobody() -> Iterator[None]:
+    with reachable_by_others(REPO):
+        yield
 
 
 @pytest.fixture
