@@ -27,13 +27,18 @@ SETPRIV = [
 
 @contextmanager
 def reachable_by_others(path: Path) -> Iterator[None]:
-    """Add search permission (o+x, never read) to `path`'s ancestors that lack it; undo after."""
+    """Let others list `path` (o+rx) and pass through its ancestors (o+x only); undo after.
+
+    Listing matters: Python's import system reads the directories on sys.path.
+    """
     changed: list[tuple[Path, int]] = []
     try:
-        for d in [path, *path.parents]:
+        for d, need in [(path, stat.S_IROTH | stat.S_IXOTH)] + [
+            (a, stat.S_IXOTH) for a in path.parents
+        ]:
             mode = stat.S_IMODE(d.stat().st_mode)
-            if not mode & stat.S_IXOTH:
-                d.chmod(mode | stat.S_IXOTH)
+            if mode & need != need:
+                d.chmod(mode | need)
                 changed.append((d, mode))
         yield
     finally:
