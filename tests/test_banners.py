@@ -101,9 +101,8 @@ class CountingServer:
 
     def __init__(self, ports: int, delay: float) -> None:
         self.delay = delay
-        self.active = 0
-        self.peak = 0
-        self.total = 0
+        self.spans: list[tuple[float, float]] = []
+        self.total = 0  # connections accepted
         self.lock = threading.Lock()
         self.listeners = []
         for _ in range(ports):
@@ -122,6 +121,22 @@ class CountingServer:
     def ports(self) -> list[int]:
         return [s.getsockname()[1] for s in self.listeners]
 
+    @property
+    def peak(self) -> int:
+        """Most connections open at once.
+
+        Each span runs from when the server starts serving (after the client
+        connected) to just before it answers (before the client can close):
+        inside the client's connection, so overlaps never exceed the client's
+        real concurrency, whatever the threads' scheduling.
+        """
+        events = sorted([(a, 1) for a, _ in self.spans] + [(b, -1) for _, b in self.spans])
+        now = peak = 0
+        for _, step in events:
+            now += step
+            peak = max(peak, now)
+        return peak
+
     def _accept(self, listener: socket.socket) -> None:
         while not self.stop.is_set():
             try:
@@ -131,21 +146,21 @@ class CountingServer:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
+        start = time.monotonic()
         with self.lock:
-            self.active += 1
             self.total += 1
-            self.peak = max(self.peak, self.active)
         try:
             conn.settimeout(2)
             conn.recv(4096)
             time.sleep(self.delay)
+            end = time.monotonic()
+            with self.lock:
+                self.spans.append((start, end))
             conn.sendall(b"HTTP/1.1 200 OK\r\nServer: uc-httpd 1.0.0\r\nContent-Length: 0\r\n\r\n")
         except OSError:
             pass
         finally:
             conn.close()
-            with self.lock:
-                self.active -= 1
 
     def close(self) -> None:
         self.stop.set()

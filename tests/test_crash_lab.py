@@ -11,7 +11,8 @@ it longer by writing each observation PAD times over (the same code path,
 one transaction, just more rows); those scans are killed at a random point
 between the announcement and the write's typical duration, measured by one
 calibration scan. The other half die anywhere in their run: start-up,
-migrations, ARP, matching or the write. The seed is printed; set
+migrations (a file killed before its first migration committed holds no
+tables, which is a whole state too), ARP, matching or the write. The seed is printed; set
 SCANNER_CRASH_SEED to replay a run.
 """
 
@@ -73,6 +74,12 @@ def check_db(db: Path) -> int:
     conn = sqlite3.connect(db)
     try:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "scans" not in tables:
+            # killed before the first migration committed: it left nothing half-made
+            if "_sqlite_migrations" in tables:
+                assert conn.execute("SELECT count(*) FROM _sqlite_migrations").fetchone() == (0,)
+            return 0
         scans = conn.execute("SELECT id, status, observations FROM scans").fetchall()
         for scan_id, status, observations in scans:
             assert status == "complete", scan_id
