@@ -524,3 +524,12 @@ def test_spoof_from_must_be_a_lab_unicast_address(bad: str) -> None:
     with pytest.raises(OptionError, match="spoof_from"):
         registry()["wsd"].check({"spoof_from": bad})
     registry()["wsd"].check({"spoof_from": "198.51.100.200"})
+
+
+def test_mdns_address_must_be_ipv4() -> None:
+    from lab.responders.base import OptionError
+
+    service = {"services": [{"type": "_http._tcp", "instance": "cam", "port": 80}]}
+    with pytest.raises(OptionError, match="address"):
+        registry()["mdns"].check({**service, "address": "1"})
+    registry()["mdns"].check({**service, "address": "198.51.100.16"})

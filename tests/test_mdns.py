@@ -464,7 +464,9 @@ def test_lan_mdns_finds_the_axis_camera_with_model_and_mac(lab_factory: LabFacto
     assert printer["attrs"]["manufacturer"] == "Hewlett-Packard"
 
 
-def _mdns_device(name: str, mac: str, ip: str, mode: str = "normal") -> dict[str, Any]:
+def _mdns_device(
+    name: str, mac: str, ip: str, mode: str = "normal", **options: str
+) -> dict[str, Any]:
     instance = f"AXIS M3045-V - {mac.replace(':', '').upper()}"
     return {
         "name": name,
@@ -475,6 +477,7 @@ def _mdns_device(name: str, mac: str, ip: str, mode: str = "normal") -> dict[str
                 "kind": "mdns",
                 "port": 5353,
                 "mode": mode,
+                **options,
                 "services": [
                     {
                         "type": "_axis-video._tcp",
@@ -503,6 +506,10 @@ def test_hostile_mdns_answers_and_out_of_scope_hosts(lab_factory: LabFactory) ->
                 _mdns_device("oversized", "ac:cc:8e:00:00:13", "198.51.100.13", "oversized"),
                 _mdns_device("silent", "ac:cc:8e:00:00:14", "198.51.100.14", "silent"),
                 _mdns_device("outside", "ac:cc:8e:00:00:c8", "198.51.100.200"),
+                # outside the scope, announcing a camera at a free address inside it
+                _mdns_device(
+                    "impostor", "ac:cc:8e:00:00:c9", "198.51.100.201", address="198.51.100.16"
+                ),
             ],
         },
         name="mdns-hostile",
@@ -511,6 +518,7 @@ def test_hostile_mdns_answers_and_out_of_scope_hosts(lab_factory: LabFactory) ->
     found = {o["ip"]: o for o in run_discover(lab, "198.51.100.0/25")}
     assert "198.51.100.10" in found and found["198.51.100.10"]["mac"] == "ac:cc:8e:00:00:10"
     assert "198.51.100.200" not in found  # answered, but outside the scope
+    assert "198.51.100.16" not in found  # in the scope, but said by a sender outside it
     assert "198.51.100.14" not in found
     big = found["198.51.100.13"]
     assert big["mac"] == "ac:cc:8e:00:00:13"

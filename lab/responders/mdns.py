@@ -19,6 +19,8 @@ Options:
             ACCC8E123456", port = 80, txt = {macaddress = "ACCC8E123456"}}; a txt
             value of true makes a bare key
   hostname  host label without ".local" (default: the device name)
+  address   the IPv4 address its A records give (default: the address it answers
+            from); another lets it claim a neighbour's address, as a spoofer would
   mode      "normal" | "malformed" (a self-pointing name: a compression loop) |
             "truncated" (the answer cut in half) | "oversized" (8 KB of TXT with
             control characters and invalid UTF-8) | "silent"
@@ -27,6 +29,7 @@ Options:
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import random
 import re
 import socket
@@ -86,7 +89,12 @@ def txt_bytes(txt: Mapping[str, Any]) -> bytes:
 @register
 class MdnsResponder(DatagramResponder):
     kind = "mdns"
-    options: ClassVar[Mapping[str, OptionType]] = {"services": list, "hostname": str, "mode": str}
+    options: ClassVar[Mapping[str, OptionType]] = {
+        "services": list,
+        "hostname": str,
+        "mode": str,
+        "address": str,
+    }
     required = frozenset({"services"})
 
     @classmethod
@@ -96,6 +104,11 @@ class MdnsResponder(DatagramResponder):
             raise OptionError("mode", f"must be one of {', '.join(MODES)}")
         if "hostname" in options and not _LABEL_RE.match(options["hostname"]):
             raise OptionError("hostname", "must be one DNS label (no dots, no .local)")
+        if "address" in options:
+            try:
+                ipaddress.IPv4Address(options["address"])
+            except ValueError:
+                raise OptionError("address", "not an IPv4 address") from None
         services = options["services"]
         if not services:
             raise OptionError("services", "at least one service")
@@ -230,8 +243,10 @@ class MdnsResponder(DatagramResponder):
         if not msg.valid or not msg.is_query() or not msg.questions:
             return None
         legacy = addr[1] != MDNS_PORT
-        ip = self.spoof_from or (
-            own_ip(self._probe, addr[0]) if self._probe is not None else "0.0.0.0"
+        ip = (
+            self.opts.get("address")
+            or self.spoof_from
+            or (own_ip(self._probe, addr[0]) if self._probe is not None else "0.0.0.0")
         )
         answers, extra = self.answer(msg, ip, legacy)
         if not answers:

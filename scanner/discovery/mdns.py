@@ -2,9 +2,11 @@
 
 Zeroconf is bound only to the scoped interfaces' own addresses
 (``Zeroconf(interfaces=[ip, ...], ip_version=V4Only)``): its queries leave by
-those interfaces only, and answers naming an address outside the scope are
-dropped. ``parse_service`` is pure and turns one resolved service instance
-into Observations; ``discover`` is the only I/O and is bounded in time.
+those interfaces only; packets from senders outside the scope never reach
+zeroconf's cache (so nobody outside can announce a camera "at" an address
+inside), and answers naming an address outside the scope are dropped.
+``parse_service`` is pure and turns one resolved service instance into
+Observations; ``discover`` is the only I/O and is bounded in time.
 Zeroconf decodes the packets itself and drops what it cannot decode
 (truncated, compression loops, bad lengths), so a hostile responder leaves no
 Observation rather than an error one; TXT bytes reach ``parse_service`` raw
@@ -40,15 +42,16 @@ uuid, name, mac (also set as Observation.mac), hap_category (HomeKit ci=).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from ipaddress import IPv4Address
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from scanner.discovery.base import (
     ATTR_FIRMWARE,
@@ -349,7 +352,9 @@ def discover(ctx: ProbeContext, browse_s: float | None = None) -> list[Observati
     except OSError as exc:  # e.g. another mDNS stack holding 5353 without SO_REUSEPORT
         _LOGGER.warning("mDNS: cannot listen on UDP 5353 (%s); skipped this scan", exc)
         return []
+    senders = _SenderFilter(ctx.in_scope)
     try:
+        senders.install(zc)
         browser = ServiceBrowser(zc, list(SERVICE_TYPES), handlers=[on_change])
         try:
             time.sleep(duration)
@@ -383,7 +388,91 @@ def discover(ctx: ProbeContext, browse_s: float | None = None) -> list[Observati
                 _LOGGER.debug("mDNS %s: no IPv4 address resolved", name)
     finally:
         zc.close()
+    if senders.dropped:
+        _LOGGER.info(
+            "mDNS: ignored %d packet(s) from senders outside the scope (%s)",
+            senders.dropped,
+            " ".join(sorted(senders.dropped_from)),
+        )
     return sorted(out, key=_sort_key)
+
+
+class _FilteredProtocol(asyncio.DatagramProtocol):
+    """Stands between an asyncio datagram transport and zeroconf's listener.
+
+    Zeroconf hands its handlers records, never who sent them; the transport
+    still knows. A packet from outside the scope never reaches zeroconf's
+    cache, so a host outside the scope cannot announce a camera "at" an
+    address inside it.
+    """
+
+    def __init__(self, inner: Any, owner: _SenderFilter) -> None:
+        self.inner = inner
+        self.owner = owner
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        if self.owner.accepts(str(addr[0])):
+            self.inner.datagram_received(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        self.inner.error_received(exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.inner.connection_lost(exc)
+
+
+class _SenderFilter:
+    MAX_NOTED = 16  # sender addresses kept for the log line
+
+    def __init__(self, in_scope: Callable[[str], bool]) -> None:
+        self.in_scope = in_scope
+        self.dropped = 0
+        self.dropped_from: set[str] = set()
+
+    def accepts(self, ip: str) -> bool:
+        try:
+            ok = self.in_scope(ip)
+        except ValueError:  # not IPv4 text
+            ok = False
+        if not ok:
+            self.dropped += 1
+            if len(self.dropped_from) < self.MAX_NOTED:
+                self.dropped_from.add(ip)
+        return ok
+
+    def install(self, zc: Zeroconf) -> None:
+        """Wrap every receiving transport's protocol, on zeroconf's own loop.
+
+        Uses zeroconf's engine.readers (not public API); if a release moves
+        it, the scan goes on without the filter and says so once.
+        """
+
+        def wrap() -> int:
+            n = 0
+            for reader in zc.engine.readers:
+                transport = reader.transport
+                inner = transport.get_protocol()
+                if not isinstance(inner, _FilteredProtocol):
+                    transport.set_protocol(_FilteredProtocol(inner, self))
+                    n += 1
+            return n
+
+        async def run() -> int:
+            return wrap()
+
+        try:
+            loop = zc.loop
+            assert loop is not None
+            n = asyncio.run_coroutine_threadsafe(run(), loop).result(timeout=5)
+        except Exception as exc:  # degrade, never fail the scan
+            _LOGGER.warning(
+                "mDNS: cannot check answer senders with this zeroconf (%s); "
+                "answers are still limited to addresses in the scope",
+                exc,
+            )
+            return
+        if n == 0:
+            _LOGGER.warning("mDNS: zeroconf has no receiving socket to check senders on")
 
 
 def txt_properties(raw: bytes) -> dict[bytes, bytes | None]:
