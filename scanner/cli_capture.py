@@ -11,16 +11,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from scanner.capture.classify import ALERT_CLASSES, CLASSES
-from scanner.capture.pipeline import Outcome, capture_window, import_capture
 from scanner.capture.settings import CaptureSettings, parse_allow, parse_network
 from scanner.cli_options import config_option as _config_option
 from scanner.cli_options import db_option as _db_option
 from scanner.config import Config, load_config, with_overrides
+
+if TYPE_CHECKING:
+    from scanner.capture.pipeline import Outcome
 
 _allow_option = click.option(
     "--allow",
@@ -187,6 +189,8 @@ def capture(
     )
     if not settings.interface:
         raise click.UsageError("no interface: give --interface or [capture] interface")
+    from scanner.capture.pipeline import capture_window
+
     out = capture_window(
         cfg.db,
         settings,
@@ -232,6 +236,8 @@ def import_pcap(
     settings = _settings(
         cfg, allow=allow, internal=internal, geoip_mmdb=geoip_mmdb, geoip_file=geoip_file
     )
+    from scanner.capture.pipeline import import_capture
+
     out = import_capture(cfg.db, file, settings, extra_internal=cfg.scope.cidrs)
     _alerts(cfg)
     _echo_outcome(out, cfg.db)

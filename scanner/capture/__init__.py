@@ -20,8 +20,29 @@ or the gateway) or a capture file, never sent.
 
 from __future__ import annotations
 
-from scanner.capture.pipeline import Outcome, capture_window, import_capture, run_capture
-from scanner.capture.settings import AllowRule, CaptureSettings
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from scanner.capture.pipeline import Outcome, capture_window, import_capture, run_capture
+    from scanner.capture.settings import AllowRule, CaptureSettings
+
+# loaded on first use: `scanner scan` imports classify's constants through this
+# package and should not pay for the pipeline (GeoIP, flows) it never runs
+_HOMES = {
+    "AllowRule": "settings",
+    "CaptureSettings": "settings",
+    "Outcome": "pipeline",
+    "capture_window": "pipeline",
+    "import_capture": "pipeline",
+    "run_capture": "pipeline",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        return getattr(importlib.import_module(f"scanner.capture.{_HOMES[name]}"), name)
+    raise AttributeError(f"module 'scanner.capture' has no attribute {name!r}")
 
 __all__ = [
     "AllowRule",
