@@ -44,6 +44,7 @@ def __getattr__(name: str) -> Any:
         return getattr(importlib.import_module(f"scanner.capture.{_HOMES[name]}"), name)
     raise AttributeError(f"module 'scanner.capture' has no attribute {name!r}")
 
+
 __all__ = [
     "AllowRule",
     "CaptureSettings",
