@@ -161,19 +161,7 @@ def main() -> int:
         print(f"  built in {lab.build_seconds:.2f} s", flush=True)
 
         def ours_arp(i: int) -> list[str]:
-            return [
-                *SCANNER,
-                "scan",
-                "--once",
-                "--protocol",
-                "arp",
-                "--interface",
-                "lab0",
-                "--cidr",
-                lab250.CIDR,
-                "--db",
-                str(tmp / f"arp{i}.db"),
-            ]
+            return lab.scan_argv(tmp / f"arp{i}.db", cidr=lab250.CIDR, protocols=["arp"])
 
         t_ours, out = median_time(lab, ours_arp)
         found = int(re.search(r"complete: (\d+) devices", out).group(1))  # type: ignore[union-attr]
@@ -195,20 +183,7 @@ def main() -> int:
         )
 
         db = tmp / "full.db"
-        t_full, _ = timed(
-            lab,
-            [
-                *SCANNER,
-                "scan",
-                "--once",
-                "--interface",
-                "lab0",
-                "--cidr",
-                lab250.CIDR,
-                "--db",
-                str(db),
-            ],
-        )
+        t_full, _ = timed(lab, lab.scan_argv(db, cidr=lab250.CIDR))
         report = json.loads(
             timed(lab, [*SCANNER, "report", "--db", str(db), "--format", "json"])[1]
         )

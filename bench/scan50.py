@@ -48,14 +48,6 @@ class Result:
         return statistics.median(self.runs)
 
 
-def scan_argv(db: Path) -> list[str]:
-    argv = [sys.executable, "-m", "scanner", "-v", "scan", "--once"]
-    argv += ["--interface", "lab0", "--cidr", lab250.CIDR, "--db", str(db)]
-    for proto in PROTOCOLS:
-        argv += ["--protocol", proto]
-    return argv
-
-
 def step_times(stderr: str) -> dict[str, float]:
     """Seconds per discovery step, from the scan's own INFO lines."""
     found = re.findall(r"scanner\.scan: (\w+): \d+ observations in ([\d.]+) s", stderr)
@@ -72,7 +64,11 @@ def measure(runs: int = 1, n: int = DEVICES) -> Result:
             db = Path(tmpdir) / f"scan{i}.db"
             t0 = time.monotonic()
             r = lab.run_in_scanner(
-                scan_argv(db), capture_output=True, text=True, timeout=600, cwd=str(ROOT)
+                lab.scan_argv(db, cidr=lab250.CIDR, protocols=PROTOCOLS, verbose=True),
+                capture_output=True,
+                text=True,
+                timeout=600,
+                cwd=str(ROOT),
             )
             seconds = time.monotonic() - t0
             if r.returncode != 0:

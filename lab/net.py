@@ -731,6 +731,27 @@ class Lab:
         )
         return env
 
+    def scan_argv(
+        self,
+        db: str | os.PathLike[str],
+        *,
+        cidr: str | None = None,
+        protocols: Sequence[str] = (),
+        verbose: bool = False,
+        entry: Sequence[str] = ("-m", "scanner"),
+    ) -> list[str]:
+        """``scanner scan --once`` of this lab, from the scanner namespace's lab0.
+
+        The scope is the primary segment's cidr unless ``cidr`` is given; no
+        ``protocols`` means every protocol. ``entry`` replaces ``-m scanner``
+        for a wrapper that runs the CLI itself (``("-c", CODE)``).
+        """
+        argv = [sys.executable, *entry, *(["-v"] if verbose else []), "scan", "--once"]
+        argv += ["--interface", SCANNER_IFACE, "--cidr", cidr or self.cidr, "--db", os.fspath(db)]
+        for proto in protocols:
+            argv += ["--protocol", proto]
+        return argv
+
     def exec_argv(self, argv: Sequence[str], ns: str | None = None) -> list[str]:
         return ["ip", "netns", "exec", ns or self.scanner_ns, *argv]
 

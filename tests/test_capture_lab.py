@@ -65,21 +65,7 @@ def scanner_cmd(*args: str) -> list[str]:
 
 def arp_scan(lab: Lab, db: Path) -> None:
     r = lab.run_in_scanner(
-        [
-            sys.executable,
-            "-m",
-            "scanner",
-            "scan",
-            "--once",
-            "--protocol",
-            "arp",
-            "--interface",
-            "lab0",
-            "--cidr",
-            lab.cidr,
-            "--db",
-            str(db),
-        ],
+        lab.scan_argv(db, protocols=["arp"]),
         capture_output=True,
         timeout=120,
         cwd=REPO,

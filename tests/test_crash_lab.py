@@ -23,7 +23,6 @@ import random
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -56,8 +55,7 @@ cli(sys.argv[1:], prog_name="scanner")
 
 
 def start_scan(lab: Lab, db: Path) -> subprocess.Popen[str]:
-    argv = [sys.executable, "-c", WRAPPER, "scan", "--once", "--protocol", "arp"]
-    argv += ["--interface", lab.scanner_iface, "--cidr", lab.cidr, "--db", str(db)]
+    argv = lab.scan_argv(db, protocols=["arp"], entry=["-c", WRAPPER])
     env = {**os.environ, "SCANNER_TEST_PAD": str(PAD), "PYTHONPATH": str(REPO_ROOT)}
     return lab.popen_in_scanner(
         argv,
@@ -136,10 +134,8 @@ def test_sigkill_at_random_points_of_twenty_scans(lab_factory: LabFactory, tmp_p
 
     # and the next scan completes on the same file
     before = check_db(db)
-    argv = [sys.executable, "-m", "scanner", "scan", "--once", "--protocol", "arp"]
-    argv += ["--interface", lab.scanner_iface, "--cidr", lab.cidr, "--db", str(db)]
     r = lab.run_in_scanner(
-        argv,
+        lab.scan_argv(db, protocols=["arp"]),
         capture_output=True,
         text=True,
         timeout=120,

@@ -76,8 +76,7 @@ def scenario(*, hostile: bool) -> Scenario:
 
 def measured_scan(lab: Lab, db: Path) -> dict[str, Any]:
     """`scanner scan --once` with every protocol over the /25 scope, measured."""
-    argv = [sys.executable, "-m", "scanner", "-v", "scan", "--once"]
-    argv += ["--interface", lab.scanner_iface, "--cidr", str(SCOPE), "--db", str(db)]
+    argv = lab.scan_argv(db, cidr=str(SCOPE), verbose=True)
     r = lab.run_in_scanner(
         [sys.executable, "-c", MEASURE, *argv],
         capture_output=True,

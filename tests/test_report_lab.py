@@ -34,22 +34,9 @@ def chromium() -> str:
 def test_html_report_renders_every_lab_device(lab_factory: LabFactory, tmp_path: Path) -> None:
     lab = lab_factory("foundation")
     db, html = tmp_path / "lab.db", tmp_path / "report.html"
-    scan = [
-        sys.executable,
-        "-m",
-        "scanner",
-        "scan",
-        "--once",
-        "--protocol",
-        "arp",
-        "--interface",
-        lab.scanner_iface,
-        "--cidr",
-        lab.cidr,
-        "--db",
-        str(db),
-    ]
-    r = lab.run_in_scanner(scan, capture_output=True, text=True, timeout=120)
+    r = lab.run_in_scanner(
+        lab.scan_argv(db, protocols=["arp"]), capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 0, r.stderr
     r = subprocess.run(
         [

@@ -31,21 +31,7 @@ EXPECTED = {
 
 def scan(lab: Lab, db: Path) -> None:
     r = lab.run_in_scanner(
-        [
-            sys.executable,
-            "-m",
-            "scanner",
-            "scan",
-            "--once",
-            "--protocol",
-            "arp",
-            "--interface",
-            lab.scanner_iface,
-            "--cidr",
-            lab.cidr,
-            "--db",
-            str(db),
-        ],
+        lab.scan_argv(db, protocols=["arp"]),
         capture_output=True,
         text=True,
         timeout=120,
@@ -117,21 +103,7 @@ def test_scan_never_arps_outside_the_cidrs(lab_factory: LabFactory, tmp_path: Pa
     lab = lab_factory("foundation")
     db = tmp_path / "narrow.db"
     r = lab.run_in_scanner(
-        [
-            sys.executable,
-            "-m",
-            "scanner",
-            "scan",
-            "--once",
-            "--protocol",
-            "arp",
-            "--interface",
-            "lab0",
-            "--cidr",
-            "198.51.100.8/29",
-            "--db",
-            str(db),
-        ],
+        lab.scan_argv(db, cidr="198.51.100.8/29", protocols=["arp"]),
         capture_output=True,
         text=True,
         timeout=60,
