@@ -70,8 +70,9 @@ def multicast_probes(protocols: Collection[str], timeout: float) -> list[tuple[s
         ("dhip", " + ".join(dhip.DESTINATIONS), f"udp/{dhip.PORT}", len(dhip.DESTINATIONS)),
         ("xmeye", " + ".join(xmeye.DESTINATIONS), f"udp/{xmeye.PORT}", len(xmeye.DESTINATIONS)),
         ("ssdp", ssdp.SSDP_GROUP, f"udp/{ssdp.SSDP_PORT}", len(ssdp.SEARCH_TARGETS)),
-        # zeroconf paces its own browse queries (the same estimate mdns.py charges)
-        ("mdns", "224.0.0.251", "udp/5353", mdns._estimated_queries(browse_s)),
+        # zeroconf paces its own queries: the browse, then follow-ups for instances
+        # whose records were not volunteered (the same estimates mdns.py charges)
+        ("mdns", "224.0.0.251", "udp/5353", mdns.planned_queries(browse_s)),
         ("wsd", wsd.WSD_GROUP, f"udp/{wsd.WSD_PORT}", len(wsd.MULTICAST_PROBES)),
     ]
     return [row for row in table if row[0] in protocols]
@@ -111,7 +112,7 @@ def banner_packets(protocols: Collection[str]) -> int:
 def scan_plan(cfg: Config, interfaces: Sequence[InterfaceInfo] | None = None) -> Plan:
     """The plan for `cfg`'s scope; `interfaces` are looked up by name when not given."""
     from scanner.discovery import onvif, ssdp, wsd
-    from scanner.discovery.base import TCP_CONNECT_PACKETS
+    from scanner.discovery.base import TCP_CONNECT_PACKETS, TLS_HANDSHAKE_PACKETS
     from scanner.probe.banners import CAMERA_PORTS
 
     scope = cfg.require_scope()
@@ -179,8 +180,9 @@ def scan_plan(cfg: Config, interfaces: Sequence[InterfaceInfo] | None = None) ->
             )
         )
     if "onvif" in protos:
-        # targets come only from WS-Discovery answers: without wsd there are none
-        n = onvif.SOAP_REQUESTS * per_request if "wsd" in protos else 0
+        # targets come only from WS-Discovery answers: without wsd there are none;
+        # an XAddr may be https, each request then a TLS handshake too
+        n = onvif.SOAP_REQUESTS * (per_request + TLS_HANDSHAKE_PACKETS) if "wsd" in protos else 0
         lines.append(
             PlanLine(
                 "onvif",

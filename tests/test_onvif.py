@@ -31,7 +31,13 @@ from lab.responders.onvif import OnvifResponder, password_digest
 from lab.scenario import ServiceSpec
 from scanner.config import ScanSettings, Scope
 from scanner.discovery import onvif
-from scanner.discovery.base import MAX_REPLY, Budget, ProbeContext
+from scanner.discovery.base import (
+    MAX_REPLY,
+    TCP_CONNECT_PACKETS,
+    TLS_HANDSHAKE_PACKETS,
+    Budget,
+    ProbeContext,
+)
 from scanner.model import Observation, Source
 from tests.conftest import LabFactory
 
@@ -276,6 +282,21 @@ def test_transport_never_leaves_its_host() -> None:
     with pytest.raises(onvif.ReplyError, match="GET"):
         t.get("http://127.0.0.1/", {}, {})
     assert t.requests == 0 and ctx.budget.sent[LOOP] == 0
+
+
+def test_a_request_over_tls_is_charged_its_handshake_too() -> None:
+    ctx = loopback_ctx(timeout=0.2)
+    with socket.create_server((LOOP, 0)) as silent:  # connects, then never says a word
+        port = silent.getsockname()[1]
+        charged = []
+        for tls in (False, True):
+            t = onvif.ScopedTransport(ctx, LOOP, port, tls=tls, deadline=time.monotonic() + 2)
+            before = ctx.budget.sent[LOOP]
+            with pytest.raises(onvif.ReplyError, match="timed out"):
+                t.exchange(onvif.DEVICE_PATH, b"<x/>", {})
+            charged.append(ctx.budget.sent[LOOP] - before)
+    # SYN, ACK, FIN and the request; over TLS the ClientHello and key exchange too
+    assert charged == [TCP_CONNECT_PACKETS + 1, TCP_CONNECT_PACKETS + 1 + TLS_HANDSHAKE_PACKETS]
 
 
 def test_the_responders_digest_is_the_ws_security_one() -> None:

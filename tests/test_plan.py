@@ -68,21 +68,22 @@ def test_a_slash_24_with_every_protocol() -> None:
     assert line(plan, "dhip").packets == len(dhip.DESTINATIONS) == 2  # group + broadcast
     assert line(plan, "xmeye").packets == len(xmeye.DESTINATIONS) == 1
     assert line(plan, "ssdp", unicast=False).packets == len(ssdp.SEARCH_TARGETS) == 3
-    assert line(plan, "mdns").packets == mdns._estimated_queries(mdns.MIN_BROWSE_S)
+    # mDNS: the browse's queries, then at most MAX_RESOLVE_QUERIES follow-ups
+    assert line(plan, "mdns").packets == mdns.planned_queries(mdns.MIN_BROWSE_S) == 3 + 12
     # WS-Discovery: typed (NVT, Device) and untyped multicast Probes, then two per host
     assert line(plan, "wsd", unicast=False).packets == len(wsd.MULTICAST_PROBES) == 3
     unicast_wsd = line(plan, "wsd", unicast=True)
     assert (unicast_wsd.per_host, unicast_wsd.packets) == (2, 253 * 2)
     assert len(wsd.UNICAST_PROBES) == 2
     assert line(plan, "igmp").packets == 3 * IGMP_REPORTS_PER_GROUP  # SADP, DHIP, mDNS groups
-    # ONVIF: three SOAP requests per device service, one connection each
+    # ONVIF: three SOAP requests per device service, one connection each, over TLS at worst
     assert onvif.SOAP_REQUESTS == 3
-    assert line(plan, "onvif").per_host == 3 * (TCP_CONNECT_PACKETS + 1) == 12
+    assert line(plan, "onvif").per_host == 3 * (TCP_CONNECT_PACKETS + 1 + 2) == 18
     # every banner port and the vendor paths together are more than the budget allows
     banners = line(plan, "http+rtsp+tls")
     assert banners.per_host == banner_packets(set(PROTOCOLS)) > 40
     assert plan.per_host == 40 == plan.per_host_budget
-    fixed = 253 * 2 + 253 * 3 + 1 + 2 + 1 + 3 + 3 + 3 + 12
+    fixed = 253 * 2 + 253 * 3 + 1 + 2 + 1 + 3 + 15 + 3 + 12
     assert plan.total == fixed + 253 * 40
     assert plan.arp_per_host == 2 + KERNEL_ARP_PER_HOST
 
@@ -100,8 +101,8 @@ def test_banner_costs_per_port() -> None:
 def test_the_budget_caps_only_what_exceeds_it() -> None:
     plan = plan_for(["198.51.100.0/28"], protocols=("arp", "wsd", "onvif"))
     assert plan.hosts == 13
-    assert plan.per_host == 2 + 12  # under the budget: the lines' sum
-    assert "min(14, budget 40)" in render_plan(plan)
+    assert plan.per_host == 2 + 18  # under the budget: the lines' sum
+    assert "min(20, budget 40)" in render_plan(plan)
     small = plan_for(["198.51.100.0/28"], per_host_packets=10)
     assert small.per_host == 10
     assert small.total < plan_for(["198.51.100.0/28"]).total
@@ -142,7 +143,7 @@ def test_render_names_every_line_and_the_total() -> None:
     text = render_plan(plan)
     assert "tcp/80,554,443,8000,37777,34567,8080,8443,8554,8899,9000,81,10554" in text
     assert text.splitlines()[-2].split()[-1] == str(plan.total)
-    assert "min(154, budget 40)" in text
+    assert "min(160, budget 40)" in text
     assert text.endswith("outside `exclude`\n")
 
 
@@ -157,7 +158,7 @@ def test_cli_plan_sends_nothing_and_prints_the_table() -> None:
     )
     assert r.returncode == 0, r.stderr
     rows = {ln.split()[0]: ln.split() for ln in r.stdout.splitlines() if ln}
-    assert rows["total"][-1] == str(3 + 3 + 14 * 14)  # multicast, kernel ARP, 14 hosts x 14
+    assert rows["total"][-1] == str(3 + 3 + 14 * 20)  # multicast, kernel ARP, 14 hosts x 20
     assert "nothing was sent" in r.stdout
 
 
@@ -165,4 +166,13 @@ def test_cli_plan_sends_nothing_and_prints_the_table() -> None:
 def test_mdns_queries_follow_the_browse_time(timeout: float) -> None:
     plan = plan_for(["198.51.100.0/28"], protocols=("mdns",), timeout=timeout)
     browse = min(max(timeout, mdns.MIN_BROWSE_S), mdns.MAX_BROWSE_S)
-    assert line(plan, "mdns").packets == mdns._estimated_queries(browse)
+    assert line(plan, "mdns").packets == mdns._estimated_queries(browse) + mdns.MAX_RESOLVE_QUERIES
+
+
+def test_an_mdns_follow_up_is_charged_for_every_query_it_can_send() -> None:
+    # zeroconf's ServiceInfo.request asks at 0 s, ~0.2 s, then about once a second
+    assert mdns._request_queries(50) == 1
+    assert mdns._request_queries(200) == 1
+    assert mdns._request_queries(201) == 2
+    assert mdns._request_queries(mdns.RESOLVE_S * 1000) == 3
+    assert mdns._request_queries(3000) == 4

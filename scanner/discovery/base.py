@@ -23,7 +23,8 @@ from scanner.errors import ScopeError
 
 MAX_DATAGRAM = 65_507  # the largest UDP payload over IPv4; replies are capped at this
 MAX_REPLY = 256 * 1024  # TCP reply cap (HTTP/RTSP heads and bodies, SOAP, XML)
-TCP_CONNECT_PACKETS = 3
+TCP_CONNECT_PACKETS = 3  # SYN, ACK, FIN
+TLS_HANDSHAKE_PACKETS = 2  # ClientHello, then key exchange + Finished
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 
 # canonical attribute names that matching and merging read from Observation.attrs

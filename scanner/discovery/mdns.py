@@ -89,6 +89,8 @@ SERVICE_TYPES: tuple[str, ...] = (
 MIN_BROWSE_S = 2.0  # RFC 6762 §6: shared answers come 20-120 ms after a query, 500 ms worst
 MAX_BROWSE_S = 30.0
 RESOLVE_S = 1.5  # extra time to resolve instances whose SRV/TXT/A were not volunteered
+# follow-up queries for those instances, per scan and interface; past it, the cache alone
+MAX_RESOLVE_QUERIES = 12
 MAX_INSTANCES = 2_000  # bounds memory if a hostile segment invents instances
 MAX_VALUE = 512
 MAX_TXT_ENTRY = 200  # one "k=v" entry is cut to this before joining
@@ -323,6 +325,19 @@ def _estimated_queries(browse_s: float) -> int:
     return 2 + max(0, math.ceil(math.log2(max(browse_s, 1.0))))
 
 
+def _request_queries(window_ms: float) -> int:
+    """Queries one ServiceInfo.request sends in window_ms: at 0, ~0.2 s, then ~1 s apart."""
+    first_gap, repeat_gap = 200, 999
+    if window_ms <= first_gap:
+        return 1
+    return 2 + int((window_ms - first_gap) // repeat_gap)
+
+
+def planned_queries(browse_s: float) -> int:
+    """Most mDNS queries one interface sends in a scan: the browse, then follow-ups."""
+    return _estimated_queries(browse_s) + MAX_RESOLVE_QUERIES
+
+
 def discover(ctx: ProbeContext, browse_s: float | None = None) -> list[Observation]:
     """Browse camera/NVR service types on the scoped interfaces for a bounded time."""
     from zeroconf import Error as ZeroconfError
@@ -363,6 +378,7 @@ def discover(ctx: ProbeContext, browse_s: float | None = None) -> list[Observati
         with lock:
             wanted = list(found)
         deadline = time.monotonic() + RESOLVE_S
+        resolve_left = MAX_RESOLVE_QUERIES
         out: list[Observation] = []
         for service_type, name in wanted:
             try:
@@ -375,7 +391,10 @@ def discover(ctx: ProbeContext, browse_s: float | None = None) -> list[Observati
             else:
                 if not info.load_from_cache(zc):
                     remaining_ms = (deadline - time.monotonic()) * 1000
-                    if remaining_ms > 50:
+                    queries = _request_queries(remaining_ms)
+                    if remaining_ms > 50 and queries <= resolve_left:
+                        resolve_left -= queries
+                        ctx.budget.take(None, queries * len(ips))  # sent on every interface
                         info.request(zc, remaining_ms)
                 server, port, txt = info.server, info.port, info.properties
                 addresses = info.parsed_addresses(IPVersion.V4Only)

@@ -78,6 +78,7 @@ from scanner.discovery.base import (
     ATTR_MODEL,
     ATTR_SERIAL,
     MAX_REPLY,
+    TLS_HANDSHAKE_PACKETS,
     ProbeContext,
 )
 from scanner.errors import ScannerError, ScopeError
@@ -385,7 +386,12 @@ class ScopedTransport(LocalSchemas):
             raise ReplyError("deadline reached")
         self.requests += 1
         try:
-            sock: socket.socket = self.ctx.connect(self.ip, self.port, timeout=remaining)
+            sock: socket.socket = self.ctx.connect(
+                self.ip,
+                self.port,
+                timeout=remaining,
+                requests=1 + (TLS_HANDSHAKE_PACKETS if self.tls else 0),
+            )
         except TimeoutError:
             raise ReplyError("connect timed out") from None
         except ConnectionRefusedError:

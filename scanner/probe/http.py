@@ -53,6 +53,7 @@ from scanner.discovery.base import (
     ATTR_MODEL,
     ATTR_NAME,
     ATTR_SERIAL,
+    TLS_HANDSHAKE_PACKETS,
     ProbeContext,
 )
 from scanner.errors import ParseError
@@ -81,7 +82,7 @@ from scanner.probe import tls as tls_probe
 
 MAX_VENDOR_PATHS = 6  # per host; most hosts get two or three
 HTTP_REQUESTS = 1  # packets we send per plain GET beyond the connect (the request)
-HTTPS_REQUESTS = 3  # ClientHello, key exchange/Finished, the request
+HTTPS_REQUESTS = TLS_HANDSHAKE_PACKETS + 1  # the handshake, then the request
 USER_AGENT = f"scanner/{__version__} (camera inventory; read-only)"
 
 # Read-only vendor paths, by family, most telling first. Each identifies the maker's

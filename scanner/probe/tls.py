@@ -35,12 +35,12 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtensionOID, NameOID
 
-from scanner.discovery.base import ProbeContext
+from scanner.discovery.base import TLS_HANDSHAKE_PACKETS, ProbeContext
 from scanner.errors import ParseError
 from scanner.model import Observation, Source, iso, utcnow
 from scanner.probe import BudgetExhausted, clip, close, connect, deadline_for, remaining, squash
 
-TLS_REQUESTS = 2  # ClientHello, then key exchange + Finished
+TLS_REQUESTS = TLS_HANDSHAKE_PACKETS  # the certificate is all we ask for
 MAX_CERT = 64 * 1024
 
 _NAME_FIELDS = (
