@@ -39,6 +39,7 @@ from scanner.discovery.base import (
     ProbeContext,
 )
 from scanner.model import Observation, Source
+from tests.aio import stop_all
 from tests.conftest import LabFactory
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -96,16 +97,7 @@ def device() -> Iterator[Device]:
 
     yield make
 
-    async def shutdown() -> None:
-        for r in started:
-            with contextlib.suppress(Exception):
-                await r.stop()
-        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    asyncio.run_coroutine_threadsafe(shutdown(), loop).result(10)
+    asyncio.run_coroutine_threadsafe(stop_all(started), loop).result(10)
     loop.call_soon_threadsafe(loop.stop)
     thread.join(5)
     loop.close()

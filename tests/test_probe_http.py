@@ -9,7 +9,6 @@ network) from a background asyncio loop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 import threading
 import time
@@ -31,6 +30,7 @@ from scanner.errors import ParseError
 from scanner.model import Source
 from scanner.probe import BudgetExhausted, parse_challenges, realm_facts
 from scanner.probe import http as hp
+from tests.aio import stop_all
 
 T0 = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 IP = "198.51.100.20"
@@ -416,16 +416,7 @@ class Loopback:
         return responder.port
 
     def close(self) -> None:
-        async def shutdown() -> None:
-            for r in self.responders:
-                with contextlib.suppress(Exception):
-                    await r.stop()
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(10)
+        asyncio.run_coroutine_threadsafe(stop_all(self.responders), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
