@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sys
 from datetime import UTC, datetime
 from ipaddress import IPv4Address, IPv4Network
@@ -553,3 +554,16 @@ def test_an_instance_zeroconf_refuses_is_read_from_its_cache() -> None:
 
 def test_txt_properties() -> None:
     assert mdns.txt_properties(b"\x05a=b=c\x01k\x00\x03A=z\x09") == {b"a": b"b=c", b"k": None}
+
+
+def test_without_zeroconfs_readers_the_scan_goes_on_and_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from types import SimpleNamespace
+
+    senders = mdns._SenderFilter(lambda ip: ip.startswith("198.51.100."))
+    with caplog.at_level(logging.WARNING, logger=mdns.__name__):
+        senders.install(SimpleNamespace(loop=None))  # type: ignore[arg-type]
+    assert "cannot check answer senders" in caplog.text
+    assert senders.accepts("198.51.100.7") and not senders.accepts("203.0.113.9")
+    assert not senders.accepts("not an address") and senders.dropped == 2
