@@ -526,7 +526,7 @@ def test_fetch_description_does_not_wait_on_a_kept_alive_connection(http_server:
     start = time.monotonic()
     got = ssdp.fetch_description(_loopback_ctx(timeout=1.0), f"http://127.0.0.1:{port}/")
     assert got.error is None and got.body == AXIS_DESCRIPTION
-    assert time.monotonic() - start < 0.5
+    assert time.monotonic() - start < 0.9  # not the read timeout (1 s), nor the close (3 s)
 
 
 def test_fetch_description_chunked(http_server: Any) -> None:
