@@ -138,7 +138,6 @@ class Scan:
     db: Path
     stdout: str
     stderr: str
-    seconds: float
     report: dict[str, Any]
     report_text: str
     devices: dict[str, dict[str, Any]]  # by MAC
@@ -225,9 +224,7 @@ def scan(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scan]:
             assert sniffer.stdout is not None and sniffer.stdin is not None
             assert sniffer.stdout.readline().strip() == "READY"
             far_before = rx_packets(lab, "far-cam")
-            t0 = time.monotonic()
             r = in_scanner(lab, ["-m", "scanner", "-v", "scan", "--once", "--config", str(cfg)])
-            seconds = time.monotonic() - t0
             assert r.returncode == 0, r.stderr
             far_after = rx_packets(lab, "far-cam")
             sniffer.stdin.write("STOP\n")
@@ -270,7 +267,6 @@ def scan(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scan]:
             db=db,
             stdout=r.stdout,
             stderr=r.stderr,
-            seconds=seconds,
             report=report,
             report_text=rep.stdout,
             devices={d["mac"]: d for d in report["devices"]},
@@ -320,7 +316,6 @@ def test_scan_finds_exactly_the_in_scope_devices(scan: Scan) -> None:
     for dev in IN_SCOPE:
         assert scan.devices[dev.mac]["ip"] == dev.ip, dev.name
     assert not [d for d in scan.report["devices"] if d["ip"] == FAR[0].ip]
-    assert scan.seconds < 30, scan.stderr  # a typical run takes about 6 s
 
 
 @pytest.mark.netns

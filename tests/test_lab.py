@@ -250,9 +250,9 @@ def test_owner_pid_parsing() -> None:
 # --- the namespace lab (root) ----------------------------------------------------------
 
 
-def test_lab_builds_fast_and_every_device_answers_arp(lab_factory: Any) -> None:
+def test_lab_builds_and_every_device_answers_arp(lab_factory: Any) -> None:
     lab = lab_factory("foundation")
-    assert lab.build_seconds is not None and lab.build_seconds < 5
+    assert lab.build_seconds is not None  # how long it took is bench/'s business
     assert lab.scanner_iface == "lab0" and lab.cidr == "198.51.100.0/24"
     assert set(lab.namespaces) <= netns_names()
     for ns in lab.namespaces:

@@ -521,7 +521,7 @@ def test_dns_any_name_gets_a_wellformed_reply(name: str) -> None:
 
 def test_routed_lab_builds_and_names_things(lab_factory: LabFactory) -> None:
     lab = lab_factory("routed")
-    assert lab.build_seconds is not None and lab.build_seconds < 5
+    assert lab.build_seconds is not None
     assert lab.scanner_ifaces == {"lan": "lab0"}
     assert lab.segment_cidr("internet") == "203.0.113.0/24"
     assert lab.router_ns("gw") in lab.namespaces
