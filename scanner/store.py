@@ -18,7 +18,7 @@ from typing import Any
 from sqlite_utils import Database, Migrations
 
 from scanner.errors import StoreError
-from scanner.model import Assessment, Identification, Observation, iso
+from scanner.model import CONNECTION_KEYS, Assessment, Identification, Observation, iso
 
 migrations = Migrations("scanner")
 
@@ -400,21 +400,7 @@ class Store:
                                proto, dst_name, dst_country, class, vendor, first_seen,
                                last_seen, packets, bytes)
                            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                        [
-                            r["device_mac"],
-                            r["device_ip"],
-                            r["dst_ip"],
-                            r["dst_port"],
-                            r["proto"],
-                            r["dst_name"],
-                            r["dst_country"],
-                            r["class"],
-                            r["vendor"],
-                            r["first_seen"],
-                            r["last_seen"],
-                            r["packets"],
-                            r["bytes"],
-                        ],
+                        [r[k] for k in CONNECTION_KEYS],  # the columns above, in this order
                     )
                     new.append(dict(r))
                     continue
