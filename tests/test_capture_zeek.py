@@ -32,13 +32,17 @@ HEAD = """#separator \\x09
 #fields\t{fields}
 #types\t{types}
 """
-CONN_FIELDS = [
+# every Zeek log of a connection starts with its time, uid, addresses and ports
+ID_FIELDS = [
     "ts",
     "uid",
     "id.orig_h",
     "id.orig_p",
     "id.resp_h",
     "id.resp_p",
+]
+CONN_FIELDS = [
+    *ID_FIELDS,
     "proto",
     "service",
     "duration",
@@ -89,12 +93,7 @@ CONN_ROWS = [
     f"1763783575.000000\tC6\t{CAM2}\t8\t203.0.113.77\t0\ticmp\t-\t0.00005\t8\t8\tOTH\t-\t-\t0\t-\t1\t36\t1\t36\t-",
 ]
 DNS_FIELDS = [
-    "ts",
-    "uid",
-    "id.orig_h",
-    "id.orig_p",
-    "id.resp_h",
-    "id.resp_p",
+    *ID_FIELDS,
     "proto",
     "trans_id",
     "rtt",
@@ -119,12 +118,7 @@ DNS_ROW = (
     f"\t1\tA\t0\tNOERROR\tF\tF\tT\tT\t0\tdev.hik-connect.com,{CLOUD}\t300.0,300.0\tF"
 )
 SSL_FIELDS = [
-    "ts",
-    "uid",
-    "id.orig_h",
-    "id.orig_p",
-    "id.resp_h",
-    "id.resp_p",
+    *ID_FIELDS,
     "version",
     "server_name",
 ]
