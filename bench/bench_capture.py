@@ -273,29 +273,23 @@ def measure(seconds: float = 15.0) -> dict[str, Any] | None:
     os.chown(work, NOBODY, NOBODY)
     results: list[dict[str, Any]] = []
     try:
+        phases = (
+            ("A unrelated", "unrelated", "blaster", RATES_UNRELATED),
+            ("B kept", "kept", "dahua-cam", RATES_KEPT),
+        )
         with reachable_by_others(ROOT), Lab(scenario()) as lab:
-            for rate in RATES_UNRELATED:
-                db = work / f"unrelated-{rate}.db"
-                inventory_db(db)
-                for p in work.iterdir():
-                    os.chown(p, NOBODY, NOBODY)
-                results.append(
-                    {
-                        "phase": "A unrelated",
-                        **run_phase(lab, db, "blaster", "203.0.113.99", rate, seconds),
-                    }
-                )
-            for rate in RATES_KEPT:
-                db = work / f"kept-{rate}.db"
-                inventory_db(db)
-                for p in work.iterdir():
-                    os.chown(p, NOBODY, NOBODY)
-                results.append(
-                    {
-                        "phase": "B kept",
-                        **run_phase(lab, db, "dahua-cam", "203.0.113.99", rate, seconds),
-                    }
-                )
+            for phase, stem, sender, rates in phases:
+                for rate in rates:
+                    db = work / f"{stem}-{rate}.db"
+                    inventory_db(db)
+                    for p in work.iterdir():
+                        os.chown(p, NOBODY, NOBODY)
+                    results.append(
+                        {
+                            "phase": phase,
+                            **run_phase(lab, db, sender, "203.0.113.99", rate, seconds),
+                        }
+                    )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     ok = True

@@ -11,7 +11,6 @@ Run: ``python bench/bench_corpus.py`` (or ``python -m bench.bench_corpus``).
 from __future__ import annotations
 
 import cProfile
-import os
 import pstats
 import sys
 import time
@@ -23,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a plain script from a checkout
     sys.path.insert(0, str(ROOT))
 
+from bench.bench_oui import pin_to_one_core  # noqa: E402
 from scanner.fingerprint import FingerprintDB, default_db, identify  # noqa: E402
 from scanner.model import Observation  # noqa: E402
 from scanner.oui import OuiRegistry  # noqa: E402
@@ -33,15 +33,6 @@ RATE_TARGET = 50_000
 CALLS = 50_000
 ROUNDS = 3
 NONE = "(none)"
-
-
-def pin_to_one_core() -> str:
-    """Measure one core's throughput without the scheduler moving us around."""
-    if not hasattr(os, "sched_setaffinity"):
-        return "not pinned"
-    cpu = min(os.sched_getaffinity(0))
-    os.sched_setaffinity(0, {cpu})
-    return f"pinned to CPU {cpu}"
 
 
 def accuracy_table(outcomes: Sequence[Outcome], db: FingerprintDB) -> list[str]:
