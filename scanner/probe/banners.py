@@ -222,25 +222,20 @@ def probe_host(
             fut.result()  # a worker's unexpected exception surfaces here
     results = sorted(host.results, key=lambda o: (int(o.attrs.get("port", 0)), str(o.source)))
     skipped = " ".join(str(p) for p in sorted(set(host.skipped) | set(host.queue)))
+    why = None
     if host.exhausted.is_set():
-        results.append(
-            Observation(
-                source=Source.HTTP,
-                ip=ip,
-                seen_at=utcnow(),
-                attrs={"budget_exhausted": "true", "skipped_ports": skipped},
-                error="budget_exhausted",
-            )
-        )
+        why = "budget_exhausted"
     elif host.slow.is_set() and skipped:
+        why = "slow_host"
         _LOGGER.info("banners: %s is too slow; ports %s not asked", ip, skipped)
+    if why is not None:  # which ports went unasked, and why
         results.append(
             Observation(
                 source=Source.HTTP,
                 ip=ip,
                 seen_at=utcnow(),
-                attrs={"slow_host": "true", "skipped_ports": skipped},
-                error="slow_host",
+                attrs={why: "true", "skipped_ports": skipped},
+                error=why,
             )
         )
     return results
