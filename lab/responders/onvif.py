@@ -60,14 +60,10 @@ from lab.responders.base import (
     OptionError,
     OptionType,
     StreamResponder,
+    child,
+    local_name,
     log,
     register,
-)
-from lab.responders.base import (
-    child as _child,
-)
-from lab.responders.base import (
-    local_name as _local,
 )
 from lab.responders.http import build_response
 from lab.scenario import ServiceSpec
@@ -130,7 +126,7 @@ def password_digest(nonce: bytes, created: str, password: str) -> str:
 
 
 def _text(parent: Element | None, name: str) -> str:
-    el = _child(parent, name)
+    el = child(parent, name)
     return (el.text or "").strip() if el is not None else ""
 
 
@@ -246,12 +242,12 @@ class OnvifResponder(StreamResponder):
 
     def check_token(self, header: Element | None) -> str:
         """ "none" (no UsernameToken), "valid" or "invalid"."""
-        token = _child(_child(header, "Security"), "UsernameToken")
+        token = child(child(header, "Security"), "UsernameToken")
         if token is None:
             return "none"
         if self.username is None or self.password is None:
             return "valid"  # an open device ignores whatever it is sent
-        password_el = _child(token, "Password")
+        password_el = child(token, "Password")
         kind = password_el.get("Type", "") if password_el is not None else ""
         if _text(token, "Username") != self.username or not kind.endswith("#PasswordDigest"):
             return "invalid"
@@ -342,12 +338,12 @@ class OnvifResponder(StreamResponder):
             return 400, fault("ter:WellFormed", "the xml format error"), {}
         if root.tag not in (f"{{{NS_SOAP12}}}Envelope", f"{{{NS_SOAP11}}}Envelope"):
             return 400, fault("ter:WellFormed", "not a SOAP envelope"), {}
-        payload = _child(root, "Body")
+        payload = child(root, "Body")
         request = next(iter(payload), None) if payload is not None else None
         if request is None:
             return 400, fault("ter:WellFormed", "empty SOAP Body"), {}
-        op = _local(request.tag)
-        auth = self.check_token(_child(root, "Header"))
+        op = local_name(request.tag)
+        auth = self.check_token(child(root, "Header"))
         self.record(op, auth, peer)
         if self.mode == "xml-bomb":
             return 200, bomb_body(), {}

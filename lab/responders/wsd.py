@@ -46,12 +46,10 @@ from lab.responders.base import (
     DatagramResponder,
     OptionError,
     OptionType,
+    child,
     join_group,
     log,
     register,
-)
-from lab.responders.base import (
-    child as _child,
 )
 from lab.scenario import ServiceSpec
 
@@ -180,10 +178,10 @@ class WsdResponder(DatagramResponder):
             return None
         if root.tag != f"{{{NS_SOAP12}}}Envelope":
             return None
-        header = _child(root, "Header")
-        action = _child(header, "Action")
-        message_id = _child(header, "MessageID")
-        probe = _child(_child(root, "Body"), "Probe")
+        header = child(root, "Header")
+        action = child(header, "Action")
+        message_id = child(header, "MessageID")
+        probe = child(child(root, "Body"), "Probe")
         if action is None or (action.text or "").strip() != ACTION_PROBE or probe is None:
             return None
         if probe.tag != f"{{{NS_WSD}}}Probe":
@@ -192,12 +190,12 @@ class WsdResponder(DatagramResponder):
         if not mid or len(mid) > 256:
             return None
         nsmap = {m.group(1).decode(): m.group(2).decode() for m in _XMLNS.finditer(data)}
-        types_el = _child(probe, "Types")
+        types_el = child(probe, "Types")
         for qname in ((types_el.text or "") if types_el is not None else "").split():
             wanted = resolve(qname, nsmap)
             if wanted is None or wanted not in self.advertised:
                 return None  # an unresolvable or unmatched type: not for us
-        scopes_el = _child(probe, "Scopes")
+        scopes_el = child(probe, "Scopes")
         for scope in ((scopes_el.text or "") if scopes_el is not None else "").split():
             if not any(scope_matches(scope, have) for have in self.scopes):
                 return None

@@ -64,9 +64,7 @@ from scanner.discovery.base import (
     ATTR_SERIAL,
     MAX_DATAGRAM,
     ProbeContext,
-)
-from scanner.discovery.base import (
-    local_name as _local,
+    local_name,
 )
 from scanner.errors import ParseError
 from scanner.model import Observation, Source, utcnow
@@ -218,7 +216,7 @@ def build_probe(probe_uuid: str) -> bytes:
 def _fields_from_tree(root: Element) -> dict[str, str]:
     out: dict[str, str] = {}
     for child in root:
-        name = _local(child.tag)
+        name = local_name(child.tag)
         if name in _WANTED and name not in out:
             out[name] = clip(child.text or "")
     return out
@@ -262,7 +260,7 @@ def parse_reply(data: bytes, ip: str, seen_at: datetime) -> Observation | None:
     except (XmlParseError, ValueError) as err:
         fields, error = _fields_from_text(text), f"malformed or truncated XML: {clip(err)[:120]}"
     else:
-        if _local(root.tag) != "ProbeMatch":
+        if local_name(root.tag) != "ProbeMatch":
             return None
         fields = _fields_from_tree(root)
     attrs: dict[str, str] = {ATTR_MANUFACTURER: MANUFACTURER}

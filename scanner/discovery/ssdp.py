@@ -56,12 +56,8 @@ from scanner.discovery.base import (
     MAX_DATAGRAM,
     MAX_REPLY,
     ProbeContext,
-)
-from scanner.discovery.base import (
-    child as _child,
-)
-from scanner.discovery.base import (
-    local_name as _local,
+    child,
+    local_name,
 )
 from scanner.errors import ParseError, ScopeError
 from scanner.model import Observation, Source, utcnow
@@ -216,7 +212,7 @@ def parse_response(data: bytes, ip: str, seen_at: datetime) -> Observation | Non
 
 
 def _text(el: Element, name: str) -> str:
-    c = _child(el, name)
+    c = child(el, name)
     if c is None:
         return ""
     return clean("".join(c.itertext()))
@@ -277,11 +273,11 @@ def _walk_devices(dev: Element, out: list[Element], depth: int = 0) -> None:
     if len(out) >= MAX_DEVICES or depth > 8:
         return
     out.append(dev)
-    dl = _child(dev, "deviceList")
+    dl = child(dev, "deviceList")
     if dl is None:
         return
     for sub in dl:
-        if _local(sub.tag) == "device":
+        if local_name(sub.tag) == "device":
             _walk_devices(sub, out, depth + 1)
 
 
@@ -309,9 +305,9 @@ def parse_description_all(xml: bytes, ip: str, seen_at: datetime) -> list[Observ
         return fail(f"description refused: {type(exc).__name__}")
     except _XML_ERRORS as exc:
         return fail(clean(f"description is not XML: {exc}", 200))
-    top = root if _local(root.tag) == "device" else _child(root, "device")
+    top = root if local_name(root.tag) == "device" else child(root, "device")
     if top is None:
-        return fail(f"no <device> in description (root <{clean(_local(root.tag), 40)}>)")
+        return fail(f"no <device> in description (root <{clean(local_name(root.tag), 40)}>)")
     devices: list[Element] = []
     _walk_devices(top, devices)
     return [

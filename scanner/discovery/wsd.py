@@ -70,12 +70,8 @@ from scanner.discovery.base import (
     ATTR_UUID,
     MAX_DATAGRAM,
     ProbeContext,
-)
-from scanner.discovery.base import (
-    child as _child,
-)
-from scanner.discovery.base import (
-    local_name as _local,
+    child,
+    local_name,
 )
 from scanner.errors import ScopeError
 from scanner.model import Observation, Source, utcnow
@@ -183,7 +179,7 @@ def build_probe(types: str | None, message_id: str) -> bytes:
 def _text(parent: Element | None, name: str) -> str:
     if parent is None:
         return ""
-    el = _child(parent, name)
+    el = child(parent, name)
     return (el.text or "").strip() if el is not None else ""
 
 
@@ -272,7 +268,7 @@ def _resolve(qname: str, nsmap: dict[str, str]) -> tuple[str, str]:
 
 def _match_attrs(match: Element, nsmap: dict[str, str]) -> dict[str, str]:
     attrs: dict[str, str] = {}
-    epr = _child(match, "EndpointReference")
+    epr = child(match, "EndpointReference")
     address = _text(epr, "Address")
     if address:
         attrs[ATTR_UUID] = strip_uuid(address)
@@ -340,32 +336,32 @@ def _parse(data: bytes, ip: str, seen_at: datetime, keys: _Keys) -> list[Observa
         return failed("malformed XML")
     except RecursionError:
         return failed("XML nested too deeply")
-    if _local(root.tag) != "Envelope":
+    if local_name(root.tag) != "Envelope":
         return []
-    header = _child(root, "Header")
-    body = _child(root, "Body")
+    header = child(root, "Header")
+    body = child(root, "Body")
     relates = _text(header, "RelatesTo")
     if not relates or _id_key(relates) not in keys:
         return []
     action = _text(header, "Action")
     if body is None:
         return [Observation(source=Source.WSD, ip=ip, seen_at=seen_at, error="no SOAP Body")]
-    fault = _child(body, "Fault")
+    fault = child(body, "Fault")
     if fault is not None:
-        reason = _text(_child(fault, "Reason"), "Text") or _text(fault, "faultstring")
-        code = _child(fault, "Code")
-        sub = _text(_child(code, "Subcode") if code is not None else None, "Value")
+        reason = _text(child(fault, "Reason"), "Text") or _text(fault, "faultstring")
+        code = child(fault, "Code")
+        sub = _text(child(code, "Subcode") if code is not None else None, "Value")
         detail = clean(" ".join(x for x in (sub, reason) if x), 200) or "unspecified"
         return [Observation(source=Source.WSD, ip=ip, seen_at=seen_at, error=f"fault: {detail}")]
     if action and not action.endswith("/ProbeMatches"):
         return []
-    matches_el = _child(body, "ProbeMatches")
+    matches_el = child(body, "ProbeMatches")
     if matches_el is None:
         return []
     nsmap = _namespaces(data)
     out: list[Observation] = []
     for match in matches_el:
-        if _local(match.tag) != "ProbeMatch":
+        if local_name(match.tag) != "ProbeMatch":
             continue
         if len(out) >= MAX_MATCHES:
             break
