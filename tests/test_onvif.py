@@ -41,6 +41,7 @@ from scanner.discovery.base import (
 from scanner.model import Observation, Source
 from tests.aio import stop_all
 from tests.conftest import LabFactory
+from tests.servers import ThreadServers
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOOP = "127.0.0.1"
@@ -106,40 +107,26 @@ def device() -> Iterator[Device]:
 @pytest.fixture
 def canned() -> Iterator[Callable[[dict[str, bytes]], int]]:
     """A raw HTTP server on 127.0.0.1 answering by SOAP operation name with fixed bytes."""
-    servers: list[socket.socket] = []
+    servers = ThreadServers()
 
     def make(answers: dict[str, bytes]) -> int:
-        srv = socket.socket()
-        srv.bind((LOOP, 0))
-        srv.listen(8)
-        servers.append(srv)
+        def answer(conn: socket.socket) -> None:
+            conn.settimeout(2)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(4096)
+            m = re.search(rb"content-length:\s*(\d+)", data, re.I)
+            need = data.index(b"\r\n\r\n") + 4 + int(m.group(1) if m else 0)
+            while len(data) < need:
+                data += conn.recv(4096)
+            op = re.search(rb"<(?:\w+:)?(Get\w+)", data.split(b"\r\n\r\n", 1)[1])
+            name = op.group(1).decode() if op else ""
+            conn.sendall(answers.get(name, answers.get("*", b"")))
 
-        def serve() -> None:
-            while True:
-                try:
-                    conn, _ = srv.accept()
-                except OSError:
-                    return
-                with conn:
-                    conn.settimeout(2)
-                    data = b""
-                    with contextlib.suppress(OSError):
-                        while b"\r\n\r\n" not in data:
-                            data += conn.recv(4096)
-                        m = re.search(rb"content-length:\s*(\d+)", data, re.I)
-                        need = data.index(b"\r\n\r\n") + 4 + int(m.group(1) if m else 0)
-                        while len(data) < need:
-                            data += conn.recv(4096)
-                        op = re.search(rb"<(?:\w+:)?(Get\w+)", data.split(b"\r\n\r\n", 1)[1])
-                        name = op.group(1).decode() if op else ""
-                        conn.sendall(answers.get(name, answers.get("*", b"")))
-
-        threading.Thread(target=serve, daemon=True).start()
-        return int(srv.getsockname()[1])
+        return servers.start(answer)
 
     yield make
-    for srv in servers:
-        srv.close()
+    servers.close()
 
 
 def http(status: str, body: bytes, extra: str = "") -> bytes:

@@ -6,7 +6,6 @@ import contextlib
 import json
 import socket
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -25,6 +24,7 @@ from scanner.discovery.base import MAX_DATAGRAM, MAX_REPLY, Budget, ProbeContext
 from scanner.errors import ParseError
 from scanner.model import Observation, Source
 from tests.conftest import LabFactory
+from tests.servers import ThreadServers
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
@@ -467,34 +467,18 @@ def _loopback_ctx(timeout: float = 0.5) -> ProbeContext:
 
 @pytest.fixture
 def http_server() -> Iterator[Callable[[Callable[[socket.socket], None]], int]]:
-    """Start a one-thread TCP server on 127.0.0.1 running ``handler(conn)`` per connection."""
-    servers: list[socket.socket] = []
+    """Start a one-thread TCP server on 127.0.0.1 running ``handler(conn)`` after the request."""
+    servers = ThreadServers()
 
     def start(handler: Callable[[socket.socket], None]) -> int:
-        srv = socket.socket()
-        srv.bind(("127.0.0.1", 0))
-        srv.listen(8)
-        servers.append(srv)
+        def after_request(conn: socket.socket) -> None:
+            conn.recv(4096)
+            handler(conn)
 
-        def loop() -> None:
-            while True:
-                try:
-                    conn, _ = srv.accept()
-                except OSError:
-                    return
-                with conn:
-                    try:
-                        conn.recv(4096)
-                        handler(conn)
-                    except OSError:
-                        pass
-
-        threading.Thread(target=loop, daemon=True).start()
-        return int(srv.getsockname()[1])
+        return servers.start(after_request)
 
     yield start
-    for srv in servers:
-        srv.close()
+    servers.close()
 
 
 def _reply(body: bytes, head: bytes = b"") -> Callable[[socket.socket], None]:
