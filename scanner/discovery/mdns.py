@@ -466,7 +466,7 @@ class _SenderFilter:
         it, the scan goes on without the filter and says so once.
         """
 
-        def wrap() -> int:
+        async def wrap() -> int:
             n = 0
             for reader in zc.engine.readers:
                 transport = reader.transport
@@ -476,13 +476,11 @@ class _SenderFilter:
                     n += 1
             return n
 
-        async def run() -> int:
-            return wrap()
-
         try:
             loop = zc.loop
-            assert loop is not None
-            n = asyncio.run_coroutine_threadsafe(run(), loop).result(timeout=5)
+            if loop is None:
+                raise RuntimeError("zeroconf has no event loop")
+            n = asyncio.run_coroutine_threadsafe(wrap(), loop).result(timeout=5)
         except Exception as exc:  # degrade, never fail the scan
             _LOGGER.warning(
                 "mDNS: cannot check answer senders with this zeroconf (%s); "
